@@ -8,7 +8,9 @@
 #include "msa_common.h"
 
 int msa_write_atomic(const char *path, const void *data, size_t len, msa_err *e);
-/* Reads a whole file (at most max_len bytes, else MSA_EINPUT). */
+/* Reads a whole file (at most max_len bytes, else MSA_EINPUT), NUL-terminated after the
+ * data; a missing or unreadable path is MSA_EINPUT.  msa_write_atomic creates files with
+ * mode 0666 minus the umask (the old file's mode is not kept). */
 int msa_read_file(const char *path, size_t max_len, void **data, size_t *len, msa_err *e);
 /* mkdir -p */
 int msa_mkdirs(const char *path, msa_err *e);

@@ -1,6 +1,7 @@
 /* json.h - a small strict JSON reader for case configs and small metadata: objects,
  * arrays, strings (with \u escapes to UTF-8), numbers, true/false/null.  Depth and size
- * are bounded; malformed text gives MSA_EINPUT with the byte offset. */
+ * are bounded (depth 64, 16 MiB); duplicate keys are rejected; malformed text gives
+ * MSA_EINPUT with the byte offset. */
 #ifndef MSA_JSON_H
 #define MSA_JSON_H
 
