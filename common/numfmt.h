@@ -5,7 +5,9 @@
  *
  * e4m3 follows the OCP 8-bit spec: no infinities, NaN is 0x7F/0xFF, max finite 448.
  * Saturating encode clamps finite overflow to +-448 (and +-inf to +-448); non-saturating
- * encode turns overflow into NaN.  e5m2 is IEEE-like (inf 0x7C/0xFC, max finite 57344);
+ * encode turns overflow into NaN (0x7F/0xFF with the input's sign, as NVIDIA's
+ * conversion does).  A NaN input encodes to the sign-less canonical NaN: bf16 0x7FC0,
+ * fp16 0x7E00, e4m3 0x7F, e5m2 0x7E.  e5m2 is IEEE-like (inf 0x7C/0xFC, max finite 57344);
  * saturating clamps to +-57344, non-saturating overflows to +-inf. */
 #ifndef MSA_NUMFMT_H
 #define MSA_NUMFMT_H
