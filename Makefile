@@ -58,7 +58,7 @@ endif
 # component fragments (extra targets owned by the component's authors)
 -include $(wildcard kernels/cuda/cuda.mk fuzz/fuzz.mk fuzz/mutants.mk traces/traces.mk bench/bench.mk)
 
-.PHONY: all test verify deps mutants bench clean check-deps test-asan test-normal
+.PHONY: all test verify deps mutants bench clean check-deps test-asan test-normal lf-libs fuzz-parsers
 
 all: check-deps $(BUILD)/msa $(CUDA_LIB)
 
@@ -121,6 +121,22 @@ test-asan:
 
 verify: all mutants
 	$(BUILD)/msa verify --tier $(TIER) --report $(REPORT) --junit $(BUILD)/verify-junit.xml
+
+# ---- libFuzzer targets for every parser (tests/fuzz_targets), clang only
+LF_BUILD   := build/libfuzzer
+LF_FLAGS   := -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+LF_TARGETS := $(patsubst tests/fuzz_targets/%.c,$(LF_BUILD)/%,$(wildcard tests/fuzz_targets/fuzz_*.c))
+FUZZ_SECONDS ?= 10
+lf-libs:
+	$(MAKE) --no-print-directory BUILD=$(LF_BUILD) CC=clang OPT="-O1 -g" CFLAGS="$(LF_FLAGS)" \
+	  $(LF_BUILD)/libmsa_traces.a $(LF_BUILD)/libmsa_oracle.a $(LF_BUILD)/libmsa_ref.a \
+	  $(LF_BUILD)/libmsa_kernels.a $(LF_BUILD)/libmsa_common.a
+$(LF_BUILD)/fuzz_%: tests/fuzz_targets/fuzz_%.c lf-libs
+	clang $(CSTD) $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< \
+	  $(LF_BUILD)/libmsa_traces.a $(LF_BUILD)/libmsa_oracle.a $(LF_BUILD)/libmsa_ref.a \
+	  $(LF_BUILD)/libmsa_kernels.a $(LF_BUILD)/libmsa_common.a -lmpfr -lgmp -lz -lm -ldl -pthread
+fuzz-parsers: check-deps $(BUILD)/msa $(LF_TARGETS)
+	sh tools/fuzz_parsers.sh $(FUZZ_SECONDS) $(BUILD)/msa
 
 bench: all $(BUILD)/bench_ref
 	$(BUILD)/bench_ref

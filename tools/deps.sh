@@ -1,6 +1,7 @@
 #!/bin/sh
 # deps.sh - installs the Debian packages the suite builds against, only when missing.
-# MPFR + GMP (exact reference), CUnit (tests), zlib (NPZ).  CUDA comes from /usr/local/cuda.
+# MPFR + GMP (exact reference), CUnit (tests), zlib (NPZ), clang with libFuzzer (parser
+# fuzzing).  CUDA comes from /usr/local/cuda.
 set -e
 need=""
 [ -f /usr/include/mpfr.h ] || need="$need libmpfr-dev"
@@ -8,6 +9,9 @@ need=""
 [ -f /usr/include/CUnit/CUnit.h ] || need="$need libcunit1-dev"
 [ -f /usr/include/zlib.h ] || need="$need zlib1g-dev"
 command -v cc >/dev/null 2>&1 || need="$need gcc"
+# clang + its runtime: the -Werror clang build and the libFuzzer parser targets
+command -v clang >/dev/null 2>&1 || need="$need clang"
+ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a >/dev/null 2>&1 || need="$need libclang-rt-dev"
 [ -z "$need" ] && exit 0
 echo "deps: installing$need"
 SUDO=""
