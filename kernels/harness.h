@@ -15,8 +15,9 @@ typedef struct {
     char name[256];
 } msa_kernel;
 
-/* name: "cpu-sim", "cuda" (build/libmsa_cuda.so next to the executable, or $MSA_CUDA_LIB),
- * or a path to a plugin .so.  Checks the ABI version and required entries. */
+/* name: "cpu-sim", "cpu-sim:VARIANT", "cuda" (build/libmsa_cuda.so next to the executable,
+ * or $MSA_CUDA_LIB), "cuda:VARIANT", a registered name, a path to a plugin .so, or
+ * "LIB.so:VARIANT" (through the plugin's msa_backend_variant_v1).  Checks the ABI version and required entries. */
 int msa_kernel_open(const char *name, msa_kernel *k, msa_err *e);
 void msa_kernel_close(msa_kernel *k);
 /* Registers an in-process backend under a name (used by cpu-sim and the mutants). */

@@ -45,13 +45,15 @@ typedef enum {
 } msa_merge_kind;
 
 typedef struct {
-    msa_dtype out_dtype;   /* BF16, FP16 or FP32: the stored output */
+    msa_dtype out_dtype;   /* BF16, FP16 or FP32: the stored output; MSA_DT_INVALID (0) means
+                            * "follows the input": bf16 for bf16 inputs, fp16 for fp16, fp32 otherwise */
     int accum_bits;        /* mantissa bits (incl. implicit) of score and P.V accumulation: 24 = fp32 */
     msa_dtype p_dtype;     /* FP32: P used as is; BF16 / FP16: P rounded to it before P.V */
     msa_exp_kind exp_kind;
     double exp_rel_err;    /* bound on the relative error of one exp evaluation itself */
     msa_merge_kind merge;
-    int max_partials;      /* bound on the partials merged for one row (0: topk) */
+    int max_partials;      /* bound on the partials merged for one row: 0 = one per selected
+                            * block; -m = m per selected block (e.g. blocks split in two: -2) */
     msa_key_kind key_kind;
     int key_drop_bits;     /* MSA_KEY_RADIX only */
     msa_order order;
