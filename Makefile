@@ -1,7 +1,7 @@
 # Makefile - builds the msa command, its libraries, the CUDA backend plugin and the tests.
 #
 #   make            build/msa, build/lib*.a, build/libmsa_cuda.so (when nvcc exists)
-#   make test       CUnit suite (normal build, then ASan+UBSan build)
+#   make test       CUnit suite (plain, then ASan+UBSan), refcheck, 60 s fuzz, parser fuzzers
 #   make verify     the release gate, quick tier, writes REPORT.md
 #   make deps       installs missing Debian packages (MPFR, GMP, CUnit, zlib)
 #   make mutants    deliberately broken and legal variants of cpu-sim (plugins)
@@ -58,7 +58,7 @@ endif
 # component fragments (extra targets owned by the component's authors)
 -include $(wildcard kernels/cuda/cuda.mk fuzz/fuzz.mk fuzz/mutants.mk traces/traces.mk bench/bench.mk)
 
-.PHONY: all test verify deps mutants bench clean check-deps test-asan test-normal lf-libs fuzz-parsers
+.PHONY: all test verify deps mutants bench clean check-deps test-asan test-normal lf-libs fuzz-parsers test-extra
 
 all: check-deps $(BUILD)/msa $(CUDA_LIB)
 
@@ -111,6 +111,14 @@ deps:
 test: check-deps
 	$(MAKE) --no-print-directory test-normal
 	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-extra
+
+# The independent reference check (Python stdlib, bit-for-bit), a one-minute fuzz
+# campaign on cpu-sim, and a short bounded run of every parser fuzzer.
+test-extra: $(BUILD)/msa
+	python3 tools/refcheck.py --msa $(BUILD)/msa --cases 120
+	$(BUILD)/msa fuzz --kernel cpu-sim --budget 60 --junit $(BUILD)/fuzz-junit.xml
+	$(MAKE) --no-print-directory fuzz-parsers FUZZ_SECONDS=10
 
 test-normal: $(BUILD)/test_msa $(BUILD)/msa mutants
 	$(BUILD)/test_msa
@@ -132,7 +140,7 @@ lf-libs:
 	  $(LF_BUILD)/libmsa_traces.a $(LF_BUILD)/libmsa_oracle.a $(LF_BUILD)/libmsa_ref.a \
 	  $(LF_BUILD)/libmsa_kernels.a $(LF_BUILD)/libmsa_common.a
 $(LF_BUILD)/fuzz_%: tests/fuzz_targets/fuzz_%.c lf-libs
-	clang $(CSTD) $(WARN) -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< \
+	clang $(CSTD) -Wall -Wextra -Werror -Wshadow -Wvla -O1 -g -fsanitize=fuzzer,address,undefined -o $@ $< \
 	  $(LF_BUILD)/libmsa_traces.a $(LF_BUILD)/libmsa_oracle.a $(LF_BUILD)/libmsa_ref.a \
 	  $(LF_BUILD)/libmsa_kernels.a $(LF_BUILD)/libmsa_common.a -lmpfr -lgmp -lz -lm -ldl -pthread
 fuzz-parsers: check-deps $(BUILD)/msa $(LF_TARGETS)
