@@ -204,9 +204,13 @@ int msa_kernel_open(const char *name, msa_kernel *k, msa_err *e)
         rc = k->be->init(&k->ctx);
         if (rc) {
             int code = rc == MSA_EUNSUPPORTED ? MSA_EUNSUPPORTED : MSA_EBACKEND;
+            /* last_error(NULL) may say why (e.g. "no CUDA device"); read it before dlclose */
+            const char *why = k->be->last_error ? k->be->last_error(NULL) : NULL;
+            msa_fail(e, code, "%s: init failed (%s)%s%s", name, msa_status_name(rc), why && *why ? ": " : "",
+                     why && *why ? why : "");
             if (k->dl) dlclose(k->dl); /* no fini: init did not succeed */
             memset(k, 0, sizeof *k);
-            return msa_fail(e, code, "%s: init failed (%s)", name, msa_status_name(rc));
+            return code;
         }
     }
     return 0;

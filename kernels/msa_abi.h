@@ -97,7 +97,7 @@ typedef struct msa_backend {
     msa_arith arith;
     int (*init)(void **ctx);
     void (*fini)(void *ctx);
-    const char *(*last_error)(void *ctx);
+    const char *(*last_error)(void *ctx); /* ctx NULL: why the last init failed (or NULL) */
     int (*supports)(void *ctx, const msa_problem *p); /* 0 or MSA_EUNSUPPORTED */
     int (*index_scores)(void *ctx, const msa_problem *p, float *block_scores); /* optional */
     int (*select)(void *ctx, const msa_problem *p, int32_t *topk);

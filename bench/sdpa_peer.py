@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""sdpa_peer.py - the dense-attention peer for bench/bench_gpu.cu (issue 8): PyTorch's
+scaled_dot_product_attention on the GPU test machine, at MiniMax-M3's shape (Hq 64, Hkv 4,
+D 128, bf16), causal prefill and single-token decode, timed with CUDA events after warm-up
+(median), two input sets in rotation below 64k tokens, random data.
+
+Backends: cuDNN and flash (torch.nn.attention.sdpa_kernel), GQA through enable_gqa=True,
+or K/V expanded with repeat_interleave (outside the timed region) when a backend refuses
+it.  Decode uses is_causal=False: the single query at the end sees every key (PyTorch's
+causal mask is top-left aligned, so it would be wrong for Lq != Lk).  Prints a markdown
+table; it judges nothing.
+Usage: python3 bench/sdpa_peer.py [--prefill 8192,...] [--decode 8192,...]"""
+import argparse
+import statistics
+
+import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+HQ, HKV, D = 64, 4, 128
+
+
+def timed(fn, warm, reps):
+    for _ in range(warm):
+        fn(0)
+    ts = []
+    for i in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn(i)
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b))
+    return statistics.median(ts)
+
+
+def run(backend, lq, lk, causal, nsets, reps):
+    sets = []
+    for s in range(nsets):
+        g = torch.Generator(device="cuda").manual_seed(1000 * lk + s)
+        q = torch.randn(1, HQ, lq, D, device="cuda", dtype=torch.bfloat16, generator=g)
+        k = torch.randn(1, HKV, lk, D, device="cuda", dtype=torch.bfloat16, generator=g)
+        v = torch.randn(1, HKV, lk, D, device="cuda", dtype=torch.bfloat16, generator=g)
+        sets.append((q, k, v))
+    mode = "enable_gqa"
+    with sdpa_kernel([backend]):
+        try:
+            q, k, v = sets[0]
+            F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=True)
+            torch.cuda.synchronize()
+            fn = lambda i: F.scaled_dot_product_attention(*sets[i % nsets], is_causal=causal, enable_gqa=True)
+        except Exception:  # the backend refuses GQA: expand K/V once, outside the timing
+            mode = "repeat_interleave"
+            sets = [(q, k.repeat_interleave(HQ // HKV, 1), v.repeat_interleave(HQ // HKV, 1)) for q, k, v in sets]
+            fn = lambda i: F.scaled_dot_product_attention(*sets[i % nsets], is_causal=causal)
+        try:
+            return timed(fn, 3, reps), mode
+        except Exception as e:
+            return None, f"failed: {str(e).splitlines()[0][:60]}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prefill", default="8192,16384,32768,65536,131072")
+    ap.add_argument("--decode", default="8192,32768,131072,524288,1048576")
+    a = ap.parse_args()
+    print(f"# sdpa_peer on {torch.cuda.get_device_name()} (torch {torch.__version__})\n")
+    backends = [("cuDNN", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION)]
+    print("## Dense causal prefill (batch 1, Hq 64, Hkv 4, D 128, bf16)\n")
+    print("| N | backend | ms | TFLOP/s | GQA via |\n|---|---|---|---|---|")
+    for n in [int(x) for x in a.prefill.split(",") if x]:
+        flop = 4.0 * HQ * D * n * (n + 1) / 2
+        for name, be in backends:
+            ms, mode = run(be, n, n, True, 2 if n < 65536 else 1, 10 if n < 65536 else 3)
+            tf = f"{flop / ms / 1e9:.0f}" if ms else "-"
+            print(f"| {n} | {name} | {ms if ms is None else round(ms, 3)} | {tf} | {mode} |", flush=True)
+            torch.cuda.empty_cache()
+    print("\n## Dense decode (batch 1, 1 query token)\n")
+    print("| N | backend | ms | K/V GB/s | GQA via |\n|---|---|---|---|---|")
+    for n in [int(x) for x in a.decode.split(",") if x]:
+        byts = 2.0 * n * HKV * D * 2
+        for name, be in backends:
+            ms, mode = run(be, 1, n, False, 2 if n <= 262144 else 1, 20)
+            bw = f"{byts / ms / 1e6:.0f}" if ms else "-"
+            print(f"| {n} | {name} | {ms if ms is None else round(ms, 4)} | {bw} | {mode} |", flush=True)
+            torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

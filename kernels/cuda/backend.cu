@@ -1,0 +1,560 @@
+/* backend.cu - the "cuda" backend table (kernels/msa_abi.h): context, supports(), the
+ * host plan (tiles, chunks, workspace), the entry points, CUDA-graph replay and the
+ * deliberately broken variants used by the mutant kill check.
+ *
+ * Every CUDA call is checked; a failure returns MSA_EBACKEND with "cuda: WHAT: error"
+ * in last_error, never exits.  The plan is built on the host from the problem's host
+ * copies of cu_seqlens and uploaded before any launch, so the launch chain itself has no
+ * host synchronisation and a fixed grid (it is what forward_replay captures).  Workspace:
+ * per query chunk O(rows * (k*Hq*D + HI*nblk)), the chunk size bounded by a byte budget,
+ * so it grows with N*k (+ N*N/B per chunk row, bounded), never with N^2.
+ * Not here: fp32 or e4m3 Q/K/V, fp32 index tensors, D outside {64,128,256}, B outside
+ * {16,32,64,128} (supports() says MSA_EUNSUPPORTED). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+
+#include "msa_cuda.cuh"
+extern "C" {
+#include "../msa_abi.h"
+}
+
+#define MSA_CU_WS_BUDGET ((size_t)1 << 30) /* partials + scores per chunk: 1 GiB */
+
+/* The workspace budget: 1 GiB, or $MSA_CUDA_WS_MB (benchmarks raise it for larger chunks). */
+static size_t cu_ws_budget(void)
+{
+    const char *s = getenv("MSA_CUDA_WS_MB");
+    long mb = s ? atol(s) : 0;
+    return mb > 0 ? (size_t)mb << 20 : MSA_CU_WS_BUDGET;
+}
+/* exp: the PTX ISA ("ex2" in Floating-Point Instructions) states for ex2.approx.f32 a
+ * maximum relative error of about 2^-22 over the full range (the ftz form flushes
+ * subnormal results to zero, an absolute error below 2^-126); the merge uses expf/logf
+ * (CUDA C Programming Guide, Mathematical Functions: 2 and 1 ulp, i.e. <= 2^-22).  We
+ * declare 2^-21, twice that, the oracle's "cuda" profile value. */
+#define MSA_CU_EX2_REL_ERR 4.76837158203125e-07 /* 2^-21 */
+/* mma.sync fp32 accumulation is not IEEE round-to-nearest (the products are aligned and
+ * truncated): we declare 23 significant bits (unit roundoff 2^-23), as the oracle's
+ * "cuda" profile does, for both the attention and the index scores. */
+#define MSA_CU_TC_ACCUM_BITS 23
+
+struct msa_cu_ctx {
+    char err[512];
+    char devname[400];
+    int bugs;
+    cudaStream_t cap; /* non-blocking stream used for graph capture */
+    void *ws;
+    size_t ws_size;
+};
+
+static int cu_fail(msa_cu_ctx *c, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+#define CU_CHECK(ctx, call, what)                                                             \
+    do {                                                                                      \
+        cudaError_t e_ = (call);                                                              \
+        if (e_ != cudaSuccess)                                                                \
+            return cu_fail(ctx, MSA_EBACKEND, "cuda: %s: %s", what, cudaGetErrorString(e_));  \
+    } while (0)
+
+/* ---- context ---- */
+static char cu_init_err[512]; /* why the last init failed (last_error(NULL) returns it) */
+
+static int cu_init_body(msa_cu_ctx *c)
+{
+    int n = 0;
+    CU_CHECK(c, cudaGetDeviceCount(&n), "cudaGetDeviceCount");
+    if (n < 1) return cu_fail(c, MSA_EBACKEND, "cuda: no CUDA device");
+    cudaDeviceProp pr;
+    CU_CHECK(c, cudaGetDeviceProperties(&pr, 0), "cudaGetDeviceProperties");
+    snprintf(c->devname, sizeof c->devname, "%s, %d SMs, cc %d.%d, %zu MiB", pr.name,
+             pr.multiProcessorCount, pr.major, pr.minor, pr.totalGlobalMem >> 20);
+    if (pr.major < 9) return cu_fail(c, MSA_EBACKEND, "cuda: %s is not a Hopper (sm_90) GPU", pr.name);
+    CU_CHECK(c, msa_cu_sparse_set_attributes(), "cudaFuncSetAttribute(sparse)");
+    CU_CHECK(c, msa_cu_dense_set_attributes(), "cudaFuncSetAttribute(dense)");
+    CU_CHECK(c, msa_cu_index_set_attributes(), "cudaFuncSetAttribute(index)");
+    CU_CHECK(c, cudaStreamCreateWithFlags(&c->cap, cudaStreamNonBlocking), "cudaStreamCreate");
+    return 0;
+}
+
+/* A failed init frees its context (the caller will not call fini) and leaves *out NULL. */
+static int cu_init_bugs(void **out, int bugs)
+{
+    *out = nullptr;
+    msa_cu_ctx *c = (msa_cu_ctx *)calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(cu_init_err, sizeof cu_init_err, "cuda: init: out of memory");
+        return MSA_ENOMEM;
+    }
+    c->bugs = bugs;
+    int rc = cu_init_body(c);
+    if (rc) {
+        snprintf(cu_init_err, sizeof cu_init_err, "%s", c->err);
+        if (c->cap) cudaStreamDestroy(c->cap);
+        free(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+template <int BUGS>
+static int cu_init(void **ctx)
+{
+    return cu_init_bugs(ctx, BUGS);
+}
+
+static void cu_fini(void *ctx)
+{
+    msa_cu_ctx *c = (msa_cu_ctx *)ctx;
+    if (!c) return;
+    if (c->ws) cudaFree(c->ws);
+    if (c->cap) cudaStreamDestroy(c->cap);
+    free(c);
+}
+
+static const char *cu_last_error(void *ctx) { return ctx ? ((msa_cu_ctx *)ctx)->err : cu_init_err; }
+static const char *cu_device_name(void *ctx) { return ctx ? ((msa_cu_ctx *)ctx)->devname : ""; }
+
+/* dtype names without libmsa_common, so the plugin loads into any host program */
+static const char *cu_dt(msa_dtype t)
+{
+    switch (t) {
+    case MSA_DT_BF16: return "bf16";
+    case MSA_DT_FP16: return "fp16";
+    case MSA_DT_FP32: return "fp32";
+    case MSA_DT_E4M3: return "e4m3";
+    default: return "other";
+    }
+}
+
+static int cu_supports(void *ctx, const msa_problem *p)
+{
+    msa_cu_ctx *c = (msa_cu_ctx *)ctx;
+    if (p->abi_version != MSA_ABI_VERSION) return cu_fail(c, MSA_EUNSUPPORTED, "cuda: abi_version %u", p->abi_version);
+    if (p->dtype != MSA_DT_BF16 && p->dtype != MSA_DT_FP16)
+        return cu_fail(c, MSA_EUNSUPPORTED, "cuda: dtype %s: only bf16 and fp16 Q/K/V", cu_dt(p->dtype));
+    if (p->index_dtype != MSA_DT_BF16 && p->index_dtype != MSA_DT_FP16 && p->index_dtype != MSA_DT_E4M3)
+        return cu_fail(c, MSA_EUNSUPPORTED, "cuda: index_dtype %s: only bf16, fp16, e4m3", cu_dt(p->index_dtype));
+    if (p->D != 64 && p->D != 128 && p->D != 256) return cu_fail(c, MSA_EUNSUPPORTED, "cuda: D %d not in {64,128,256}", p->D);
+    if (p->block_size != 16 && p->block_size != 32 && p->block_size != 64 && p->block_size != 128)
+        return cu_fail(c, MSA_EUNSUPPORTED, "cuda: block_size %d not in {16,32,64,128}", p->block_size);
+    if (p->DI < 16 || p->DI > 256 || p->DI % 16) return cu_fail(c, MSA_EUNSUPPORTED, "cuda: DI %d not a multiple of 16 in [16,256]", p->DI);
+    if (p->Hkv < 1 || p->Hq % p->Hkv || p->Hq / p->Hkv > MSA_CU_ROWS || p->HI != p->Hkv || p->HI > MSA_CU_ROWS)
+        return cu_fail(c, MSA_EUNSUPPORTED, "cuda: heads Hq %d Hkv %d HI %d", p->Hq, p->Hkv, p->HI);
+    if (p->topk < 1 || p->init_blocks < 0 || p->local_blocks < 0 || p->init_blocks + p->local_blocks > p->topk)
+        return cu_fail(c, MSA_EUNSUPPORTED, "cuda: topk %d init %d local %d", p->topk, p->init_blocks, p->local_blocks);
+    if (p->batch < 1 || !p->cu_seqlens_q_host || !p->cu_seqlens_k_host || (p->num_pages > 0 && !p->page_table_host))
+        return cu_fail(c, MSA_EUNSUPPORTED, "cuda: batch %d or host copies of cu_seqlens/page_table missing", p->batch);
+    return 0;
+}
+
+static msa_cu_prob cu_prob(const msa_cu_ctx *c, const msa_problem *p)
+{
+    msa_cu_prob d;
+    memset(&d, 0, sizeof d);
+    d.batch = p->batch; d.total_q = p->total_q; d.Hq = p->Hq; d.Hkv = p->Hkv; d.D = p->D;
+    d.HI = p->HI; d.DI = p->DI; d.B = p->block_size; d.topk = p->topk; d.init = p->init_blocks;
+    d.local = p->local_blocks; d.causal = p->causal; d.nblk = p->nblk; d.max_blocks = p->max_blocks;
+    d.G = p->Hq / p->Hkv;
+    d.c2 = (float)((double)p->softmax_scale * 1.4426950408889634); /* fp32(scale_f32 * log2 e) */
+    d.iscale = p->index_scale;
+    d.fp16 = p->dtype == MSA_DT_FP16;
+    d.idx_kind = p->index_dtype == MSA_DT_FP16 ? MSA_CU_IDX_FP16 : p->index_dtype == MSA_DT_E4M3 ? MSA_CU_IDX_E4M3 : MSA_CU_IDX_BF16;
+    d.bugs = c->bugs;
+    d.cu_q = p->cu_seqlens_q; d.cu_k = p->cu_seqlens_k;
+    d.page_table = p->num_pages > 0 ? p->page_table : nullptr;
+    d.q = (const uint16_t *)p->q; d.k = (const uint16_t *)p->k; d.v = (const uint16_t *)p->v;
+    d.iq = p->index_q; d.ik = p->index_k;
+    return d;
+}
+
+/* ---- the plan: tiles, chunks and workspace carving ---- */
+struct cu_plan {
+    msa_cu_prob d;
+    int C;                         /* query rows per chunk */
+    std::vector<msa_cu_chunk> chunks;
+    int ndtiles;
+    const int4 *dtiles;
+    msa_cu_sparse_ws w;
+    float *S;                      /* [HI][C][nblk] block-score workspace */
+};
+
+static size_t cu_align(size_t x) { return (x + 255) & ~(size_t)255; }
+
+/* Validates the host copies (lengths, nblk, page ids) and builds the plan; chunk_rows 0
+ * picks the chunk from the workspace budget.  Uploads everything (synchronously). */
+static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu_plan *pl)
+{
+    int rc = cu_supports(c, p);
+    if (rc) return rc;
+    const void *in[5] = {p->q, p->k, p->v, p->index_q, p->index_k};
+    for (int i = 0; i < 5; ++i) /* tiles are loaded with 16-byte vectors */
+        if ((uintptr_t)in[i] % 16)
+            return cu_fail(c, MSA_EUNSUPPORTED, "cuda: input tensor %d not 16-byte aligned", i);
+    const int32_t *cq = p->cu_seqlens_q_host, *ck = p->cu_seqlens_k_host;
+    const int B = p->block_size, G = p->Hq / p->Hkv;
+    if (cq[0] != 0 || ck[0] != 0 || cq[p->batch] != p->total_q)
+        return cu_fail(c, MSA_EINPUT, "cuda: cu_seqlens: must start at 0 and end at total_q");
+    std::vector<int> blk_off(p->batch + 1, 0), blk_seq, blk_lb;
+    for (int b = 0; b < p->batch; ++b) {
+        int Lq = cq[b + 1] - cq[b], Lk = ck[b + 1] - ck[b], nb = (Lk + B - 1) / B;
+        if (Lq < 0 || Lk < 0 || nb > p->nblk || (p->num_pages > 0 && nb > p->max_blocks) ||
+            (p->num_pages == 0 && ck[b + 1] > p->kv_rows))
+            return cu_fail(c, MSA_EINPUT, "cuda: cu_seqlens: sequence %d: Lq %d Lk %d does not fit nblk %d / kv_rows %d", b, Lq, Lk, p->nblk, p->kv_rows);
+        for (int i = 0; p->num_pages > 0 && i < nb; ++i) {
+            int pg = p->page_table_host[(int64_t)b * p->max_blocks + i];
+            if (pg < 0 || pg >= p->num_pages || (int64_t)(pg + 1) * B > p->kv_rows)
+                return cu_fail(c, MSA_EINPUT, "cuda: page_table: [%d][%d] = %d out of range", b, i, pg);
+        }
+        for (int i = 0; i < nb; ++i) { blk_seq.push_back(b); blk_lb.push_back(i); }
+        blk_off[b + 1] = blk_off[b] + nb;
+    }
+    const int NB = blk_off[p->batch], Tq = p->total_q, K = p->topk;
+    size_t per_row = ((size_t)K * p->Hq * (p->D + 1) + (size_t)p->HI * p->nblk + (size_t)p->Hkv * K) * 4;
+    int C = chunk_rows > 0 ? chunk_rows : (int)(cu_ws_budget() / per_row);
+    C = C < 1 ? 1 : (C > Tq ? (Tq > 0 ? Tq : 1) : C);
+    pl->C = C;
+    /* tiles: per chunk, <= 64 rows of one sequence; dense: 64/G queries of one sequence */
+    std::vector<int4> qt, dt;
+    const int qpt = MSA_CU_ROWS / p->HI;
+    std::vector<int> cstart;
+    for (int t0 = 0; t0 < Tq; t0 += C) {
+        int t1 = t0 + C < Tq ? t0 + C : Tq;
+        cstart.push_back((int)qt.size());
+        for (int b = 0; b < p->batch; ++b) {
+            int a = cq[b] > t0 ? cq[b] : t0, z = cq[b + 1] < t1 ? cq[b + 1] : t1;
+            for (int s = a; s < z; s += qpt) /* index tiles: qpt queries x HI heads */
+                qt.push_back(make_int4(b, s - cq[b], (z - s) < qpt ? z - s : qpt, 0));
+        }
+    }
+    cstart.push_back((int)qt.size());
+    const int per = MSA_CU_ROWS / G;
+    for (int b = 0; b < p->batch; ++b)
+        for (int i = 0; i < cq[b + 1] - cq[b]; i += per)
+            dt.push_back(make_int4(b, i, (cq[b + 1] - cq[b] - i) < per ? cq[b + 1] - cq[b] - i : per, 0));
+    /* carve the workspace */
+    size_t ncell = (size_t)p->Hkv * NB + 1, o = 0;
+    size_t o_off = o; o += cu_align(sizeof(int) * (p->batch + 1));
+    size_t o_seq = o; o += cu_align(sizeof(int) * (NB + 1));
+    size_t o_lb = o; o += cu_align(sizeof(int) * (NB + 1));
+    size_t o_qt = o; o += cu_align(sizeof(int4) * (qt.size() + 1));
+    size_t o_dt = o; o += cu_align(sizeof(int4) * (dt.size() + 1));
+    size_t o_cnt = o; o += 3 * cu_align(sizeof(int) * ncell);
+    size_t o_ent = o; o += cu_align(sizeof(int) * (size_t)C * p->Hkv * K);
+    size_t o_S = o; o += cu_align(sizeof(float) * (size_t)C * p->HI * (p->nblk > 0 ? p->nblk : 1));
+    size_t o_pL = o; o += cu_align(sizeof(float) * (size_t)C * K * p->Hq);
+    size_t o_pO = o; o += cu_align(sizeof(float) * (size_t)C * K * p->Hq * p->D);
+    if (o > c->ws_size) {
+        if (c->ws) cudaFree(c->ws);
+        c->ws = nullptr;
+        c->ws_size = 0;
+        CU_CHECK(c, cudaMalloc(&c->ws, o), "cudaMalloc(workspace)");
+        c->ws_size = o;
+    }
+    char *ws = (char *)c->ws;
+    CU_CHECK(c, cudaMemcpy(ws + o_off, blk_off.data(), sizeof(int) * blk_off.size(), cudaMemcpyHostToDevice), "upload plan");
+    if (NB > 0) {
+        CU_CHECK(c, cudaMemcpy(ws + o_seq, blk_seq.data(), sizeof(int) * NB, cudaMemcpyHostToDevice), "upload plan");
+        CU_CHECK(c, cudaMemcpy(ws + o_lb, blk_lb.data(), sizeof(int) * NB, cudaMemcpyHostToDevice), "upload plan");
+    }
+    if (!qt.empty()) CU_CHECK(c, cudaMemcpy(ws + o_qt, qt.data(), sizeof(int4) * qt.size(), cudaMemcpyHostToDevice), "upload plan");
+    if (!dt.empty()) CU_CHECK(c, cudaMemcpy(ws + o_dt, dt.data(), sizeof(int4) * dt.size(), cudaMemcpyHostToDevice), "upload plan");
+    pl->d = cu_prob(c, p);
+    pl->chunks.clear();
+    for (size_t i = 0; i + 1 < cstart.size(); ++i) {
+        msa_cu_chunk ch;
+        ch.t0 = (int)i * C;
+        ch.nrows = (ch.t0 + C < Tq ? ch.t0 + C : Tq) - ch.t0;
+        ch.qtiles = (const int4 *)(ws + o_qt) + cstart[i];
+        ch.nqtiles = cstart[i + 1] - cstart[i];
+        pl->chunks.push_back(ch);
+    }
+    pl->ndtiles = (int)dt.size();
+    pl->dtiles = (const int4 *)(ws + o_dt);
+    pl->w.NB = NB;
+    pl->w.blk_off = (const int *)(ws + o_off);
+    pl->w.blk_seq = (const int *)(ws + o_seq);
+    pl->w.blk_lb = (const int *)(ws + o_lb);
+    pl->w.cnt = (int *)(ws + o_cnt);
+    pl->w.off = (int *)(ws + o_cnt + cu_align(sizeof(int) * ncell));
+    pl->w.cur = (int *)(ws + o_cnt + 2 * cu_align(sizeof(int) * ncell));
+    pl->w.ent = (int *)(ws + o_ent);
+    pl->w.pO = (float *)(ws + o_pO);
+    pl->w.pL = (float *)(ws + o_pL);
+    pl->S = (float *)(ws + o_S);
+    return 0;
+}
+
+/* ---- launch chains (no host synchronisation inside: graph-capturable) ---- */
+enum { CU_DO_SELECT = 1, CU_DO_ATTEND = 2 };
+
+static int cu_chain(msa_cu_ctx *c, const cu_plan &pl, int what, int32_t *topk, void *out, float *lse,
+                    cudaStream_t st)
+{
+    for (const msa_cu_chunk &ch : pl.chunks) {
+        if (what & CU_DO_SELECT) {
+            CU_CHECK(c, msa_cu_block_scores(pl.d, ch, pl.S, pl.d.nblk, st), "block-score kernel launch");
+            CU_CHECK(c, msa_cu_topk(pl.d, ch, pl.S, pl.d.nblk, topk, st), "top-k kernel launch");
+        }
+        if (what & CU_DO_ATTEND)
+            CU_CHECK(c, msa_cu_sparse(pl.d, ch, topk, pl.w, out, lse, st), "sparse attention launch");
+    }
+    return 0;
+}
+
+static int cu_finish(msa_cu_ctx *c, cudaStream_t st, const char *what)
+{
+    cudaError_t e = cudaStreamSynchronize(st);
+    if (e == cudaSuccess) e = cudaGetLastError();
+    if (e != cudaSuccess) return cu_fail(c, MSA_EBACKEND, "cuda: %s: %s", what, cudaGetErrorString(e));
+    return 0;
+}
+
+static int cu_run(void *ctx, const msa_problem *p, int what, int32_t *topk, void *out, float *lse,
+                  const char *name)
+{
+    msa_cu_ctx *c = (msa_cu_ctx *)ctx;
+    cu_plan pl;
+    int rc = cu_plan_build(c, p, 0, &pl);
+    if (rc) return rc;
+    cudaStream_t st = (cudaStream_t)p->stream;
+    if ((rc = cu_chain(c, pl, what, topk, out, lse, st))) return rc;
+    return cu_finish(c, st, name);
+}
+
+static int cu_select(void *ctx, const msa_problem *p, int32_t *topk)
+{
+    return cu_run(ctx, p, CU_DO_SELECT, topk, nullptr, nullptr, "select");
+}
+
+static int cu_attend(void *ctx, const msa_problem *p, const int32_t *topk, void *out, float *lse)
+{
+    return cu_run(ctx, p, CU_DO_ATTEND, (int32_t *)topk, out, lse, "attend");
+}
+
+static int cu_forward(void *ctx, const msa_problem *p, int32_t *topk, void *out, float *lse)
+{
+    return cu_run(ctx, p, CU_DO_SELECT | CU_DO_ATTEND, topk, out, lse, "forward");
+}
+
+static int cu_index_scores(void *ctx, const msa_problem *p, float *block_scores)
+{
+    msa_cu_ctx *c = (msa_cu_ctx *)ctx;
+    cu_plan pl;
+    int rc = cu_plan_build(c, p, p->total_q > 0 ? p->total_q : 1, &pl); /* one chunk: the output itself */
+    if (rc) return rc;
+    cudaStream_t st = (cudaStream_t)p->stream;
+    for (const msa_cu_chunk &ch : pl.chunks)
+        CU_CHECK(c, msa_cu_block_scores(pl.d, ch, block_scores, pl.d.nblk, st), "block-score kernel launch");
+    return cu_finish(c, st, "index_scores");
+}
+
+static int cu_dense(void *ctx, const msa_problem *p, void *out, float *lse)
+{
+    msa_cu_ctx *c = (msa_cu_ctx *)ctx;
+    cu_plan pl;
+    int rc = cu_plan_build(c, p, 1, &pl);
+    if (rc) return rc;
+    cudaStream_t st = (cudaStream_t)p->stream;
+    CU_CHECK(c, msa_cu_dense(pl.d, pl.dtiles, pl.ndtiles, out, lse, st), "dense kernel launch");
+    return cu_finish(c, st, "dense");
+}
+
+/* forward captured once into a graph on a private stream, replayed `replays` times. */
+static int cu_forward_replay(void *ctx, const msa_problem *p, int replays, int32_t *topk, void *out,
+                             float *lse)
+{
+    msa_cu_ctx *c = (msa_cu_ctx *)ctx;
+    cu_plan pl;
+    int rc = cu_plan_build(c, p, 0, &pl);
+    if (rc) return rc;
+    CU_CHECK(c, cudaDeviceSynchronize(), "sync before capture");
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t x = nullptr;
+    CU_CHECK(c, cudaStreamBeginCapture(c->cap, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+    rc = cu_chain(c, pl, CU_DO_SELECT | CU_DO_ATTEND, topk, out, lse, c->cap);
+    cudaError_t e = cudaStreamEndCapture(c->cap, &g);
+    if (rc) { if (g) cudaGraphDestroy(g); return rc; }
+    CU_CHECK(c, e, "cudaStreamEndCapture");
+    e = cudaGraphInstantiate(&x, g, 0);
+    for (int i = 0; e == cudaSuccess && i < replays; ++i) e = cudaGraphLaunch(x, c->cap);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->cap);
+    if (x) cudaGraphExecDestroy(x);
+    cudaGraphDestroy(g);
+    CU_CHECK(c, e, "graph replay");
+    return 0;
+}
+
+/* ---- benchmarking (bench/bench_gpu.cu): the launch chain of an entry, captured once per
+ * problem into a graph (plans built beforehand), replayed after `warm` launches; the
+ * problems are used in rotation so repeated runs do not time a warm L2.  ms[i] gets the
+ * time of launch i from CUDA events.  what: 0 forward, 1 select, 2 attend (topk given in
+ * topk_in, device), 3 dense.  Returns the workspace bytes in *ws_bytes. */
+extern "C" int msa_cuda_time(void *ctx, const msa_problem *const *ps, int nprob, int what,
+                             int32_t *const *topk, void *const *out, float *const *lse, int warm,
+                             int iters, float *ms, size_t *ws_bytes)
+{
+    msa_cu_ctx *c = (msa_cu_ctx *)ctx;
+    std::vector<cudaGraphExec_t> ex(nprob, nullptr);
+    int rc = 0;
+    for (int i = 0; i < nprob && !rc; ++i) {
+        cu_plan pl;
+        if ((rc = cu_plan_build(c, ps[i], what == 3 ? 1 : 0, &pl))) break;
+        if (i == 0 && ws_bytes) *ws_bytes = c->ws_size;
+        cudaGraph_t g = nullptr;
+        CU_CHECK(c, cudaStreamBeginCapture(c->cap, cudaStreamCaptureModeThreadLocal), "capture");
+        if (what == 3) {
+            cudaError_t e = msa_cu_dense(pl.d, pl.dtiles, pl.ndtiles, out[i], lse[i], c->cap);
+            if (e != cudaSuccess) rc = cu_fail(c, MSA_EBACKEND, "cuda: dense launch: %s", cudaGetErrorString(e));
+        } else {
+            int w = what == 0 ? CU_DO_SELECT | CU_DO_ATTEND : what == 1 ? CU_DO_SELECT : CU_DO_ATTEND;
+            rc = cu_chain(c, pl, w, topk[i], out[i], lse[i], c->cap);
+        }
+        cudaError_t e = cudaStreamEndCapture(c->cap, &g);
+        if (!rc && e == cudaSuccess) e = cudaGraphInstantiate(&ex[i], g, 0);
+        if (g) cudaGraphDestroy(g);
+        if (!rc && e != cudaSuccess) rc = cu_fail(c, MSA_EBACKEND, "cuda: capture: %s", cudaGetErrorString(e));
+        /* NB: one workspace serves every problem: plans of the same shape carve it alike */
+    }
+    cudaEvent_t a = nullptr, b = nullptr;
+    if (!rc && (cudaEventCreate(&a) != cudaSuccess || cudaEventCreate(&b) != cudaSuccess))
+        rc = cu_fail(c, MSA_EBACKEND, "cuda: cudaEventCreate failed");
+    for (int i = 0; !rc && i < warm + iters; ++i) {
+        cudaError_t e = cudaEventRecord(a, c->cap);
+        if (e == cudaSuccess) e = cudaGraphLaunch(ex[i % nprob], c->cap);
+        if (e == cudaSuccess) e = cudaEventRecord(b, c->cap);
+        if (e == cudaSuccess) e = cudaEventSynchronize(b);
+        float t = 0;
+        if (e == cudaSuccess) e = cudaEventElapsedTime(&t, a, b);
+        if (e != cudaSuccess) rc = cu_fail(c, MSA_EBACKEND, "cuda: timed launch: %s", cudaGetErrorString(e));
+        else if (i >= warm) ms[i - warm] = t;
+    }
+    if (a) cudaEventDestroy(a);
+    if (b) cudaEventDestroy(b);
+    for (int i = 0; i < nprob; ++i) if (ex[i]) cudaGraphExecDestroy(ex[i]);
+    return rc;
+}
+
+/* ---- memory ---- */
+static void *cu_dev_alloc(void *ctx, size_t bytes)
+{
+    void *ptr = nullptr;
+    cudaError_t e = cudaMalloc(&ptr, bytes ? bytes : 1);
+    if (e != cudaSuccess) {
+        cu_fail((msa_cu_ctx *)ctx, MSA_ENOMEM, "cuda: cudaMalloc(%zu): %s", bytes, cudaGetErrorString(e));
+        return nullptr;
+    }
+    return ptr;
+}
+static void cu_dev_free(void *ctx, void *ptr) { if (ptr) cudaFree(ptr); }
+static int cu_copy_to_dev(void *ctx, void *dst, const void *src, size_t n)
+{
+    CU_CHECK((msa_cu_ctx *)ctx, cudaMemcpy(dst, src, n, cudaMemcpyHostToDevice), "copy_to_dev");
+    return 0;
+}
+static int cu_copy_to_host(void *ctx, void *dst, const void *src, size_t n)
+{
+    CU_CHECK((msa_cu_ctx *)ctx, cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost), "copy_to_host");
+    return 0;
+}
+static int cu_sync(void *ctx)
+{
+    CU_CHECK((msa_cu_ctx *)ctx, cudaDeviceSynchronize(), "sync");
+    return 0;
+}
+
+/* ---- the tables ---- */
+static msa_arith cu_arith(void)
+{
+    msa_arith a;
+    memset(&a, 0, sizeof a);
+    a.out_dtype = MSA_DT_INVALID; /* follows the input: bf16 or fp16 (design step 4) */
+    a.accum_bits = MSA_CU_TC_ACCUM_BITS;
+    a.p_dtype = MSA_DT_BF16;
+    a.exp_kind = MSA_EXP_EX2_APPROX;
+    a.exp_rel_err = MSA_CU_EX2_REL_ERR;
+    a.merge = MSA_MERGE_LSE;
+    a.max_partials = 0;
+    a.key_kind = MSA_KEY_FP32;
+    a.order = MSA_ORDER_ASCENDING;
+    a.index_accum_bits = MSA_CU_TC_ACCUM_BITS;
+    return a;
+}
+
+static msa_backend cu_table(const char *name, const char *desc, int (*init)(void **))
+{
+    msa_backend b;
+    memset(&b, 0, sizeof b);
+    b.abi_version = MSA_ABI_VERSION;
+    b.name = name;
+    b.description = desc;
+    b.mem = MSA_MEM_DEVICE;
+    b.arith = cu_arith();
+    b.init = init;
+    b.fini = cu_fini;
+    b.last_error = cu_last_error;
+    b.supports = cu_supports;
+    b.index_scores = cu_index_scores;
+    b.select = cu_select;
+    b.attend = cu_attend;
+    b.forward = cu_forward;
+    b.dense = cu_dense;
+    b.forward_replay = cu_forward_replay;
+    b.dev_alloc = cu_dev_alloc;
+    b.dev_free = cu_dev_free;
+    b.copy_to_dev = cu_copy_to_dev;
+    b.copy_to_host = cu_copy_to_host;
+    b.sync = cu_sync;
+    b.device_name = cu_device_name;
+    return b;
+}
+
+struct cu_variant {
+    const char *name, *desc;
+    int (*init)(void **);
+};
+static const cu_variant cu_variants[] = {
+    {"none", "CUDA kernels for Hopper (KV-outer block-sparse MSA, mma.sync)", cu_init<0>},
+    {"diag-drop", "BUG: attention drops the diagonal key (j < pos)", cu_init<MSA_CU_BUG_DIAG_DROP>},
+    {"noncausal", "BUG: causal flag ignored", cu_init<MSA_CU_BUG_NONCAUSAL>},
+    {"shared-selection", "BUG: every group uses group 0's selection", cu_init<MSA_CU_BUG_SHARED_SEL>},
+    {"merge-nan", "BUG: merge folds -1 slots in as -inf partials (NaN on empty rows)", cu_init<MSA_CU_BUG_MERGE_NAN>},
+    {"unmasked-tail", "BUG: keys past pos in the query's own block not masked", cu_init<MSA_CU_BUG_UNMASKED_TAIL>},
+    {"minus-one-index", "BUG: a -1 slot used as an index (wraps to the last visible block)", cu_init<MSA_CU_BUG_MINUS_ONE>},
+};
+#define CU_NVARIANTS (sizeof cu_variants / sizeof cu_variants[0])
+static msa_backend cu_tables[CU_NVARIANTS];
+static char cu_names[CU_NVARIANTS][64];
+
+extern "C" const msa_backend *msa_backend_variant_v1(const char *variant)
+{
+    for (size_t i = 0; i < CU_NVARIANTS; ++i) {
+        if (!variant || strcmp(variant, cu_variants[i].name)) continue;
+        if (!cu_tables[i].name) { /* static tables, built on first use */
+            snprintf(cu_names[i], sizeof cu_names[i], i ? "cuda:%s" : "cuda", cu_variants[i].name);
+            cu_tables[i] = cu_table(cu_names[i], cu_variants[i].desc, cu_variants[i].init);
+        }
+        return &cu_tables[i];
+    }
+    return nullptr;
+}
+
+extern "C" const msa_backend *msa_backend_v1(void) { return msa_backend_variant_v1("none"); }
+
+/* Names of the variants (for tests and `msa` listings), NULL-terminated. */
+extern "C" const char *const *msa_cuda_variant_names(void)
+{
+    static const char *names[CU_NVARIANTS + 1];
+    for (size_t i = 0; i < CU_NVARIANTS; ++i) names[i] = cu_variants[i].name;
+    return names;
+}

@@ -1,0 +1,232 @@
+/* index.cu - the index branch (MSA.md 4; design steps 1-2): block scores over causally
+ * visible keys with tensor-core dot products, then the exp-free top-k per (group, query).
+ *
+ * Block scores: one CTA per (tile of <= 64 queries of one sequence, index head, range of
+ * key blocks); s = index_scale * fp32 dot, S = max over the block's visible keys, -inf
+ * when none.  bf16 and fp16 keys go to the MMA as they are; fp8 e4m3 keys (and queries)
+ * are widened to bf16 in shared memory, which is exact (e4m3 has 3 mantissa bits and a
+ * subset of bf16's exponent range), so the products and fp32 sums are as declared.
+ * The scores of a query chunk go to a workspace [HI][rows][nblk]: O(rows * N / B), bounded
+ * by the chunk size the host picks, never O(N^2).
+ * Top-k: one CTA per (group, query): exact radix select of the (k - forced)-th largest fp32
+ * score among the non-forced visible blocks, then an ordered compaction that keeps every
+ * score above it and the lowest ids among those equal to it (ties -> lower id), emitting
+ * ascending ids and a -1 tail.  No exp, no softmax. */
+#include "attn_core.cuh"
+
+#define MSA_CU_TOPK_MAX_THREADS 1024
+
+__device__ __forceinline__ uint16_t msa_cu_e4m3_to_bf16(uint8_t x)
+{
+    int s = x >> 7, e = (x >> 3) & 15, m = x & 7;
+    float v;
+    if (e == 15 && m == 7) v = CUDART_NAN_F;
+    else if (e == 0) v = ldexpf((float)m, -9); /* subnormal: m * 2^-3 * 2^-6 */
+    else v = ldexpf(1.f + m / 8.f, e - 7);
+    v = s ? -v : v;
+    return (uint16_t)(__float_as_uint(v) >> 16); /* exact: fits bf16 */
+}
+
+/* Row r of an index tensor (DI wide) into a padded bf16/fp16 shared row; src < 0: zeros. */
+__device__ __forceinline__ void msa_cu_index_tile(uint16_t *dst, int rows, const msa_cu_prob &p,
+                                                  const void *base, const int64_t *src_rows)
+{
+    const int ld = p.DI + MSA_CU_PAD;
+    if (p.idx_kind == MSA_CU_IDX_E4M3) {
+        for (int x = threadIdx.x; x < rows * p.DI; x += blockDim.x) {
+            int r = x / p.DI, d = x % p.DI;
+            int64_t s = src_rows[r];
+            dst[r * ld + d] = s < 0 ? 0 : msa_cu_e4m3_to_bf16(((const uint8_t *)base)[s * p.DI + d]);
+        }
+    } else {
+        const int vec = p.DI / 8;
+        for (int x = threadIdx.x; x < rows * vec; x += blockDim.x) {
+            int r = x / vec, c = x % vec;
+            int64_t s = src_rows[r];
+            uint4 v = make_uint4(0, 0, 0, 0);
+            if (s >= 0) v = reinterpret_cast<const uint4 *>((const uint16_t *)base + s * p.DI)[c];
+            *reinterpret_cast<uint4 *>(dst + r * ld + c * 8) = v;
+        }
+    }
+}
+
+/* MMA rows are (query, index head) pairs, 64 / HI queries per tile, so each index-key
+ * block is loaded once for every head (the index keys are shared by the groups). */
+template <bool F16>
+__global__ void __launch_bounds__(MSA_CU_THREADS)
+    msa_cu_bscore(msa_cu_prob p, msa_cu_chunk c, float *S, int ldS, int bpc)
+{
+    extern __shared__ __align__(16) uint16_t sm[];
+    __shared__ int64_t srow[MSA_CU_MAXB > MSA_CU_ROWS ? MSA_CU_MAXB : MSA_CU_ROWS];
+    const int ld = p.DI + MSA_CU_PAD, B = p.B, HI = p.HI;
+    uint16_t *sq = sm, *sk = sm + MSA_CU_ROWS * ld;
+    const int4 tile = c.qtiles[blockIdx.x];
+    const int b = tile.x, tq0 = p.cu_q[b] + tile.y, n = tile.z, nrow = n * HI;
+    const int blk0 = blockIdx.z * bpc, blk1 = min(blk0 + bpc, p.nblk);
+    if (blk0 >= blk1) return;
+    const int Lk = p.cu_k[b + 1] - p.cu_k[b];
+    const int jmax = msa_cu_row_of(p, tq0 + n - 1).nkeys; /* the tile's last query sees most */
+    const int maxnvis = msa_cu_nvis(p, jmax);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    /* S of (query r / HI, head r % HI) */
+    auto sdst = [&](int r) -> float * {
+        return S + ((int64_t)(r % HI) * c.nrows + (tq0 + r / HI - c.t0)) * ldS;
+    };
+    if (blk0 >= maxnvis) { /* nothing visible here: -inf for every row */
+        for (int x = threadIdx.x; x < nrow * (blk1 - blk0); x += blockDim.x)
+            sdst(x / (blk1 - blk0))[blk0 + x % (blk1 - blk0)] = -CUDART_INF_F;
+        return;
+    }
+    for (int r = threadIdx.x; r < MSA_CU_ROWS; r += blockDim.x)
+        srow[r] = r < nrow ? ((int64_t)(tq0 + r / HI) * HI + r % HI) : -1;
+    __syncthreads();
+    msa_cu_index_tile(sq, MSA_CU_ROWS, p, p.iq, srow);
+    int nk[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        int r = warp * 16 + (lane >> 2) + 8 * h;
+        nk[h] = r < nrow ? msa_cu_row_of(p, tq0 + r / HI).nkeys : 0;
+    }
+    for (int blk = blk0; blk < blk1; ++blk) {
+        if (blk >= maxnvis) {
+            for (int r = threadIdx.x; r < nrow; r += blockDim.x) sdst(r)[blk] = -CUDART_INF_F;
+            continue;
+        }
+        __syncthreads(); /* previous block's rows consumed */
+        for (int r = threadIdx.x; r < B; r += blockDim.x) {
+            int j = blk * B + r;
+            srow[r] = (j < jmax && j < Lk) ? msa_cu_kv_row(p, b, j) : -1;
+        }
+        __syncthreads();
+        msa_cu_index_tile(sk, B, p, p.ik, srow);
+        __syncthreads();
+        if (warp * 16 >= nrow) continue;
+        float Sc[MSA_CU_NT][4], mx[2];
+        msa_cu_warp_scores<F16>(sq + warp * 16 * ld, sk, ld, p.DI, B / 8, Sc);
+        msa_cu_scale_mask(Sc, B / 8, min(max(nk[0] - blk * B, 0), B), min(max(nk[1] - blk * B, 0), B),
+                          p.iscale, mx);
+        if ((lane & 3) == 0) {
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                int r = warp * 16 + (lane >> 2) + 8 * h;
+                if (r < nrow) sdst(r)[blk] = mx[h];
+            }
+        }
+    }
+}
+
+/* float -> unsigned key with the same order (non-NaN). */
+__device__ __forceinline__ uint32_t msa_cu_ord(float f)
+{
+    uint32_t u = __float_as_uint(f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/* Block-wide exclusive prefix count of `flag` (blockDim a multiple of 32); returns the total. */
+__device__ __forceinline__ int msa_cu_scan_flags(bool flag, int *before, int *wsum)
+{
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    unsigned bal = __ballot_sync(0xffffffffu, flag);
+    __syncthreads();
+    if (lane == 0) wsum[warp] = __popc(bal);
+    __syncthreads();
+    int off = 0, tot = 0;
+    for (int w = 0; w < (int)(blockDim.x >> 5); ++w) {
+        off += w < warp ? wsum[w] : 0;
+        tot += wsum[w];
+    }
+    *before = off + __popc(bal & ((1u << lane) - 1u));
+    return tot;
+}
+
+__global__ void __launch_bounds__(MSA_CU_TOPK_MAX_THREADS)
+    msa_cu_topk_kernel(msa_cu_prob p, int t0, int nrows, const float *S, int ldS, int32_t *topk)
+{
+    __shared__ int hist[256], wsum[MSA_CU_TOPK_MAX_THREADS / 32], s_dig, s_rem;
+    const int tl = blockIdx.x, g = blockIdx.y, t = t0 + tl, K = p.topk;
+    const int gs = (p.bugs & MSA_CU_BUG_SHARED_SEL) ? 0 : g;
+    const float *row = S + ((int64_t)gs * nrows + tl) * ldS;
+    int32_t *out = topk + ((int64_t)g * p.total_q + t) * K;
+    const int nvis = msa_cu_nvis(p, msa_cu_row_of(p, t).nkeys);
+    if (nvis <= K) {
+        for (int s = threadIdx.x; s < K; s += blockDim.x) out[s] = s < nvis ? s : -1;
+        return;
+    }
+    const int c0 = p.init, c1 = nvis - p.local, kk = K - p.init - p.local;
+    uint32_t prefix = 0, mask = 0;
+    int rem = kk; /* how many of the keys equal to the threshold to take, once found */
+    if (kk > 0) {
+        for (int shift = 24; shift >= 0; shift -= 8) {
+            for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
+            __syncthreads();
+            for (int bb = c0 + threadIdx.x; bb < c1; bb += blockDim.x) {
+                uint32_t u = msa_cu_ord(row[bb]);
+                if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 255], 1);
+            }
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                int cum = 0, d = 255;
+                for (; d > 0 && cum + hist[d] < rem; --d) cum += hist[d];
+                s_dig = d;
+                s_rem = rem - cum;
+            }
+            __syncthreads();
+            prefix |= (uint32_t)s_dig << shift;
+            mask |= 255u << shift;
+            rem = s_rem;
+            __syncthreads();
+        }
+    }
+    /* ascending compaction: forced blocks, keys above the threshold, first `rem` equal */
+    int base = 0, eq_seen = 0;
+    for (int a = 0; a < nvis; a += blockDim.x) {
+        int bb = a + threadIdx.x;
+        bool in = bb < nvis, forced = in && (bb < c0 || bb >= c1);
+        uint32_t u = (in && !forced) ? msa_cu_ord(row[bb]) : 0;
+        bool cand = in && !forced && kk > 0;
+        bool eq = cand && u == prefix, gt = cand && u > prefix;
+        int eq_before, take_before;
+        int eq_tot = msa_cu_scan_flags(eq, &eq_before, wsum);
+        bool take = forced || gt || (eq && eq_seen + eq_before < rem);
+        int take_tot = msa_cu_scan_flags(take, &take_before, wsum);
+        if (take && base + take_before < K) out[base + take_before] = bb;
+        base += take_tot;
+        eq_seen += eq_tot;
+    }
+    for (int s = base + threadIdx.x; s < K; s += blockDim.x) out[s] = -1;
+}
+
+cudaError_t msa_cu_block_scores(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
+                                cudaStream_t st)
+{
+    if (c.nqtiles <= 0 || p.nblk <= 0) return cudaSuccess;
+    int bpc = 2048 / p.B; /* about 2048 keys per CTA */
+    dim3 grid(c.nqtiles, 1, (p.nblk + bpc - 1) / bpc);
+    size_t smem = (size_t)(MSA_CU_ROWS + p.B) * (p.DI + MSA_CU_PAD) * sizeof(uint16_t);
+    if (p.idx_kind == MSA_CU_IDX_FP16)
+        msa_cu_bscore<true><<<grid, MSA_CU_THREADS, smem, st>>>(p, c, S, ldS, bpc);
+    else
+        msa_cu_bscore<false><<<grid, MSA_CU_THREADS, smem, st>>>(p, c, S, ldS, bpc);
+    return cudaGetLastError();
+}
+
+cudaError_t msa_cu_topk(const msa_cu_prob &p, const msa_cu_chunk &c, const float *S, int ldS,
+                        int32_t *topk, cudaStream_t st)
+{
+    if (c.nrows <= 0) return cudaSuccess;
+    dim3 grid(c.nrows, p.Hkv);
+    /* about 8 blocks per thread and pass: wide CTAs for long rows (decode), 128 otherwise */
+    int th = ((p.nblk / 8 + 31) / 32) * 32;
+    th = th < MSA_CU_THREADS ? MSA_CU_THREADS : (th > MSA_CU_TOPK_MAX_THREADS ? MSA_CU_TOPK_MAX_THREADS : th);
+    msa_cu_topk_kernel<<<grid, th, 0, st>>>(p, c.t0, c.nrows, S, ldS, topk);
+    return cudaGetLastError();
+}
+
+cudaError_t msa_cu_index_set_attributes(void)
+{
+    int smem = (MSA_CU_ROWS + MSA_CU_MAXB) * (256 + MSA_CU_PAD) * (int)sizeof(uint16_t);
+    cudaError_t e = cudaFuncSetAttribute(msa_cu_bscore<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e == cudaSuccess)
+        e = cudaFuncSetAttribute(msa_cu_bscore<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    return e;
+}
