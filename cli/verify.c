@@ -41,10 +41,14 @@ void msa_vprogress(msa_vctx *x, const char *what, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    static double last_plain;
+    double now = msa_vnow();
     if (x->tty)
-        fprintf(stderr, "\r\033[K[%d/%d %5.0fs] %-18s %s", x->current, x->total, msa_vnow() - x->t0, what, msg);
-    else
-        fprintf(stderr, "[%d/%d %5.0fs] %-18s %s\n", x->current, x->total, msa_vnow() - x->t0, what, msg);
+        fprintf(stderr, "\r\033[K[%d/%d %5.0fs] %-18s %s", x->current, x->total, now - x->t0, what, msg);
+    else if (now - last_plain >= 10.0) { /* plain logs: a line every 10 s at most */
+        fprintf(stderr, "[%d/%d %5.0fs] %-18s %s\n", x->current, x->total, now - x->t0, what, msg);
+        last_plain = now;
+    }
     fflush(stderr);
 }
 
@@ -272,8 +276,8 @@ int msa_cmd_verify(int argc, char **argv)
         for (int i = 0; i < n; i++) {
             x.current = i + 1;
             run_item(&x, &items[i], &checks[i]);
-            msa_vprogress(&x, checks[i].name, "%s  %s", msa_disposition_name(checks[i].disp), checks[i].summary);
-            if (x.tty) fputc('\n', stderr);
+            fprintf(stderr, "%s[%d/%d %5.0fs] %-18s %s  %s\n", x.tty ? "\r\033[K" : "", x.current, x.total,
+                    msa_vnow() - x.t0, checks[i].name, msa_disposition_name(checks[i].disp), checks[i].summary);
             if (checks[i].disp == MSA_V_INCORRECT || checks[i].disp == MSA_V_CRASHED || checks[i].disp == MSA_V_TIMEOUT)
                 rc = MSA_EXIT_FAIL;
         }
