@@ -89,21 +89,34 @@ void msa_verify_reference(msa_vctx *x, msa_vcheck *c)
         }
         size_t nrow = (size_t)cs.Tq * cs.Hq;
         const char *bad = NULL;
-        /* fast mode's documented error (docs/NUMERICS.md, "Reference"): |fast - exact| <=
-         * MSA_REF_FAST_REL * max|v| of the row for out, MSA_REF_FAST_REL * (1 + |lse|) for lse. */
+        /* fast mode's derived bound (docs/NUMERICS.md, R5), per row: with S >= max_j |c s_j|
+         * and Vmax >= max |v| over the row's keys, |out err| <= (2u(7S+2) + 7u) Vmax and
+         * |lse err| <= u(10S + 4 + |lse|).  S and Vmax are taken over the whole sequence
+         * (an upper bound of the visible set's). */
+        const double u = 0x1p-53;
         for (size_t r = 0; r < nrow && !bad; r++) {
-            int g = (int)(r % cs.Hq) / (cs.Hq / cs.Hkv);
-            double vmax = 0;
-            for (int64_t row = 0; row < cs.Tk; row++)
-                for (int d = 0; d < cs.D; d++) vmax = fmax(vmax, fabs(msa_case_v(&cs, row, g, d)));
-            for (int d = 0; d < cs.D; d++) {
-                double err = fabs(fa.out[r * cs.D + d] - ex.out[r * cs.D + d]);
-                double rel = vmax > 0 ? err / vmax : err;
-                if (isnan(err) && !(isnan(fa.out[r * cs.D + d]) && isnan(ex.out[r * cs.D + d]))) bad = "NaN in out";
-                if (rel > worst) worst = rel, msa_case_describe(&cs, worst_desc, sizeof worst_desc);
+            int t = (int)(r / cs.Hq), h = (int)(r % cs.Hq), g = h / (cs.Hq / cs.Hkv);
+            msa_qinfo qi = msa_case_qinfo(&cs, t);
+            double S = 0, vmax = 0;
+            for (int j = 0; j < msa_case_lk(&cs, qi.b); j++) {
+                int64_t row = msa_case_kv_row(&cs, qi.b, j);
+                double dot = 0;
+                for (int d = 0; d < cs.D; d++) {
+                    dot += msa_case_q(&cs, t, h, d) * msa_case_k(&cs, row, g, d);
+                    vmax = fmax(vmax, fabs(msa_case_v(&cs, row, g, d)));
+                }
+                S = fmax(S, fabs(dot * cs.softmax_scale) * (1 + 0x1p-40)); /* slack for this estimate */
             }
-            if (isinf(ex.lse[r]) ? fa.lse[r] != ex.lse[r] : fabs(fa.lse[r] - ex.lse[r]) > 1e-9 * (1 + fabs(ex.lse[r])))
-                bad = "lse differs beyond 1e-9 relative";
+            double bo = (2 * u * (7 * S + 2) + 7 * u) * vmax;
+            for (int d = 0; d < cs.D; d++) {
+                double f = fa.out[r * cs.D + d], x0 = ex.out[r * cs.D + d], err = fabs(f - x0);
+                if (isnan(f) != isnan(x0)) bad = "NaN in fast out where exact is a number";
+                else if (bo > 0 && err / bo > worst) worst = err / bo, msa_case_describe(&cs, worst_desc, sizeof worst_desc);
+                if (err > bo) bad = "fast out beyond its derived bound (NUMERICS.md R5)";
+            }
+            double bl = u * (10 * S + 4 + fabs(ex.lse[r]));
+            if (isinf(ex.lse[r]) ? fa.lse[r] != ex.lse[r] : fabs(fa.lse[r] - ex.lse[r]) > bl)
+                bad = "fast lse beyond its derived bound (NUMERICS.md R5)";
         }
         if (!bad && all) { /* metamorphic: every block selected => MSA == dense, bitwise */
             for (size_t j = 0; j < nrow * cs.D && !bad; j++)
@@ -111,7 +124,6 @@ void msa_verify_reference(msa_vctx *x, msa_vcheck *c)
             for (size_t j = 0; j < nrow && !bad; j++)
                 if (memcmp(&ex.lse[j], &ex.dense_lse[j], sizeof(double))) bad = "exact MSA lse with every block selected differs from dense";
         }
-        if (!bad && worst > 1e-9) bad = "fast mode beyond 1e-9 of max|v|";
         if (bad) {
             c->disp = MSA_V_INCORRECT;
             snprintf(c->summary, sizeof c->summary, "%s", bad);
@@ -126,7 +138,7 @@ void msa_verify_reference(msa_vctx *x, msa_vcheck *c)
     }
     c->disp = MSA_V_PASSED;
     snprintf(c->summary, sizeof c->summary,
-             "%d random cases: fast within %.2g of max|v| of exact (worst: %s); every-block MSA == dense bitwise",
+             "%d random cases: fast within its derived bound (worst observed/bound %.3g: %s); every-block MSA == dense bitwise",
              ncases, worst, worst_desc);
     return;
 fail:
@@ -303,7 +315,7 @@ void msa_verify_mutants(msa_vctx *x, msa_vcheck *c)
     memset(&o, 0, sizeof o);
     o.plugin_dir = stat(pdir, &sb) == 0 ? pdir : NULL; /* real plugins when `make mutants` built them */
     o.seed = x->seed;
-    o.cases = (long)tier_pick(x, 40, 300);
+    o.cases = (long)tier_pick(x, 40, 120);
     o.gen.max_context = (int)tier_pick(x, 256, 512);
     mutant_check(x, c, &o, o.plugin_dir ? "Mutants (cpu-sim variants as plugins, build/mutants)" : "Mutants (cpu-sim variants)");
 }
@@ -318,8 +330,14 @@ static void campaign(msa_vctx *x, msa_vcheck *c, const char *kernel, int corpus_
     o.seed = x->seed;
     o.corpus_dir = x->corpus_dir;
     o.quiet = 1;
-    o.gen.max_context = !strncmp(kernel, "cpu-sim", 7) ? (int)tier_pick(x, 512, 1024) : (int)tier_pick(x, 2048, 16384);
-    o.budget_s = corpus_only ? 0 : tier_pick(x, 25, 240) * (x->budget_scale > 1 ? 1e6 : 1);
+    o.gen.max_context = !strncmp(kernel, "cpu-sim", 7) ? (int)tier_pick(x, 512, 1024) : (int)tier_pick(x, 2048, 8192);
+    /* full tier: sized to fit, with everything else, in about 8 minutes of one H100/H200
+     * machine (16 cores); the CPU-side exact reference is the bottleneck, so cases run in
+     * parallel workers (several processes may share the GPU). */
+    int is_cpu = !strncmp(kernel, "cpu-sim", 7);
+    o.budget_s = corpus_only ? 0 : tier_pick(x, 25, is_cpu ? 60 : 150) * (x->budget_scale > 1 ? 1e6 : 1);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    o.workers = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
     o.no_stream = corpus_only;
     o.shrink = 1;
     o.stop_after = 3;

@@ -6,7 +6,7 @@
  * Exact mode, Ziv's strategy, per row:
  *  1. certified dd path: exact dd scores, dd exp and sums with a rigorous error bound;
  *     every output is returned only if the bound proves its rounding to double
- *     (docs/NUMERICS-reference.md derives each constant below);
+ *     (docs/NUMERICS.md (section 11) derives each constant below);
  *  2. otherwise the MPFR path: exact scores, tokens grouped by equal exact score, MPFR
  *     interval arithmetic (RNDD/RNDU) at doubling precision until both ends round to the
  *     same double.  Grouping makes exact zeros and exact rationals collapse the interval;

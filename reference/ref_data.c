@@ -286,7 +286,7 @@ static void consts_once(void)
 
 void msa_ref_consts_init(void) { pthread_once(&g_once, consts_once); }
 
-/* exp(x) for -600 <= x <= 0.  Error budget (docs/NUMERICS-reference.md, "dd exp"):
+/* exp(x) for -600 <= x <= 0.  Error budget (docs/NUMERICS.md (section 11), "dd exp"):
  * reduction r = x - k ln2 has absolute error < 2^-96.3 (ln2 as dd, k*ln2.lo rounded);
  * Horner on r' = r/2^10 gives relative error < 2^-104.3 (3u^2 per step, damped by r');
  * ten dd squarings multiply it by 2^10 and add 1023 * 5u^2: < 2^-92.85 in all, well

@@ -2,7 +2,7 @@
  * cases whose answers are derived by hand in the comments, structural properties (nvis <=
  * k gives dense, paged == packed, chunked prefill and decode alignment, empty rows), the
  * certified dd path against the pure MPFR path bit for bit, the dd exp against MPFR, and
- * fast mode against exact mode with the documented bound (docs/NUMERICS-reference.md).
+ * fast mode against exact mode with the documented bound (docs/NUMERICS.md (section 11)).
  * Cases are built here directly (not through the case generator) so that this suite
  * depends only on the number formats and the RNG.  Seeds are printed. */
 #include <CUnit/CUnit.h>
@@ -547,7 +547,7 @@ static void test_dd_exp(void)
     mpfr_free_cache();
 }
 
-/* Fast vs exact on a few hundred random small cases.  Bound (docs/NUMERICS-reference.md,
+/* Fast vs exact on a few hundred random small cases.  Bound (docs/NUMERICS.md (section 11),
  * "fast mode"): with u = 2^-53, S = c * max_j sum_d |q_d k_jd| (an upper bound on every
  * |scaled score|) and Vmax = max |v|:
  *   |out_fast - out_exact| <= u (28 S + 24) Vmax,   |lse_fast - lse_exact| <= u (20 S + 8 + 2|lse|). */

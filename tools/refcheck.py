@@ -10,7 +10,7 @@ enclosed in an interval); everything else is exact rational arithmetic on the in
 ends.  A value is accepted once both ends of its interval round to the same double
 (Python's float(Fraction) is correctly rounded); otherwise P doubles.  Tokens with equal
 exact scores are grouped, so exact zeros and exact rationals (exp(0) = 1) make the
-interval collapse instead of looping forever (see docs/NUMERICS-reference.md).
+interval collapse instead of looping forever (see docs/NUMERICS.md (section 11)).
 
 It deliberately does not check fast mode, and it does not print the arrays.
 
