@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -150,6 +151,8 @@ static int write_report(const char *path, msa_vctx *x, const msa_vcheck *v, int 
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S UTC", gmtime(&now));
     shell_line("git rev-parse --short HEAD 2>/dev/null", commit, sizeof commit);
+    if (!commit[0] && getenv("MSA_COMMIT")) /* a copy of the tree without .git (GPU machine) */
+        snprintf(commit, sizeof commit, "%s", getenv("MSA_COMMIT"));
     char dirty[8];
     shell_line("git status --porcelain --untracked-files=no 2>/dev/null | head -1 | wc -l", dirty, sizeof dirty);
     machine_line(machine, sizeof machine);
@@ -191,7 +194,82 @@ typedef struct {
     const char *kernel;
 } ck_item;
 
+static void run_item_here(msa_vctx *x, const ck_item *it, msa_vcheck *c);
+
+static int read_all(int fd, void *buf, size_t n)
+{
+    char *p = buf;
+    while (n) {
+        ssize_t r = read(fd, p, n);
+        if (r <= 0) return -1;
+        p += r, n -= (size_t)r;
+    }
+    return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n) {
+        ssize_t r = write(fd, p, n);
+        if (r <= 0) return -1;
+        p += r, n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* Checks that run a backend in-process (device extras, baseline, trace replay) run in a
+ * child: a crashing plugin becomes a Crashed check instead of killing the gate, and the
+ * parent never initialises CUDA, so later campaigns can still fork CUDA workers (a CUDA
+ * context does not survive fork). The child sends back its check and report section. */
 static void run_item(msa_vctx *x, const ck_item *it, msa_vcheck *c)
+{
+    if (it->kind != CK_EXTRAS && it->kind != CK_BASELINE && it->kind != CK_TRACES) {
+        run_item_here(x, it, c);
+        return;
+    }
+    int fd[2];
+    double t = msa_vnow();
+    fflush(stdout), fflush(stderr);
+    pid_t pid = pipe(fd) == 0 ? fork() : -1;
+    if (pid == 0) {
+        close(fd[0]);
+        size_t len0 = x->sections.len;
+        run_item_here(x, it, c);
+        size_t extra = x->sections.len - len0;
+        int ok = write_all(fd[1], c, sizeof *c) == 0 && write_all(fd[1], &extra, sizeof extra) == 0 &&
+                 (extra == 0 || write_all(fd[1], x->sections.s + len0, extra) == 0);
+        fflush(stdout), fflush(stderr);
+        _exit(ok ? 0 : 3);
+    }
+    if (pid < 0) { /* no fork: run here */
+        run_item_here(x, it, c);
+        return;
+    }
+    close(fd[1]);
+    msa_vcheck got;
+    size_t extra = 0;
+    int ok = read_all(fd[0], &got, sizeof got) == 0 && read_all(fd[0], &extra, sizeof extra) == 0;
+    char *sec = ok && extra ? malloc(extra + 1) : NULL;
+    if (sec && read_all(fd[0], sec, extra) == 0) msa_sb_printf(&x->sections, "%.*s", (int)extra, sec);
+    free(sec);
+    close(fd[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (ok) {
+        *c = got;
+        return;
+    }
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s%s%s", it->kind == CK_EXTRAS ? "device" : it->kind == CK_BASELINE ? "baseline" : "traces",
+             it->kernel ? ":" : "", it->kernel ? it->kernel : "");
+    c->disp = MSA_V_CRASHED;
+    snprintf(c->summary, sizeof c->summary, "the check's process died (%s %d)",
+             WIFSIGNALED(status) ? "signal" : "exit", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    c->seconds = msa_vnow() - t;
+}
+
+static void run_item_here(msa_vctx *x, const ck_item *it, msa_vcheck *c)
 {
     memset(c, 0, sizeof *c);
     c->disp = MSA_V_NOTVERIFIED;

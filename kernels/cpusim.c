@@ -1,5 +1,5 @@
 /* cpusim.c - the cpu-sim backend: the variant table, the backend tables, the entry points
- * and the index branch (block scores and top-k selection), following /tmp/design.md
+ * and the index branch (block scores and top-k selection), following docs/DESIGN.md
  * items 1-2 exactly so the CUDA kernels and the oracle's "cpu-sim" profile agree with it.
  * The main branch (KV-outer partials, merge, dense) is in cpusim_attn.c.
  * It sees only common/ and the ABI; it never includes the reference or the oracle, and it
@@ -308,7 +308,7 @@ static msa_arith cs_arith(int v)
     memset(&a, 0, sizeof a);
     a.out_dtype = MSA_DT_INVALID; /* follows the input: bf16, fp16, else fp32 (cs_out_dtype) */
     a.accum_bits = 24;
-    a.p_dtype = v == CS_V_P_FP32 ? MSA_DT_FP32 : MSA_DT_BF16;
+    a.p_dtype = v == CS_V_P_FP32 ? MSA_DT_FP32 : MSA_DT_INVALID; /* fp16 for fp16 inputs, else bf16 */
     a.exp_kind = MSA_EXP_EXP2;
     a.exp_rel_err = CS_EXP_REL_ERR;
     a.merge = MSA_MERGE_LSE;

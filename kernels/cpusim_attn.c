@@ -1,4 +1,4 @@
-/* cpusim_attn.c - cpu-sim's main branch, /tmp/design.md items 3-6: input decoding and
+/* cpusim_attn.c - cpu-sim's main branch, docs/DESIGN.md items 3-6: input decoding and
  * per-query positions, the k2q CSR (for each (KV head, block) the (query, slot) pairs
  * that chose it), KV-outer partials normalised within their block with a partial LSE,
  * the merge, and dense causal GQA through the same partials and merge.
@@ -165,9 +165,12 @@ static float scale_log2(const cs_run *r)
     return (float)(s * CS_LOG2E);
 }
 
+/* P rounded to the input's 16-bit type before P.V (fp16 for fp16 inputs, as the GPU's
+ * P.V MMA needs P in V's type; bf16 otherwise): the declared p_dtype "follows input". */
 static float round_p(const cs_run *r, float p)
 {
-    return r->v == CS_V_P_FP32 ? p : (float)msa_round_bf16((double)p);
+    if (r->v == CS_V_P_FP32) return p;
+    return (float)(r->p->dtype == MSA_DT_FP16 ? msa_round_fp16((double)p) : msa_round_bf16((double)p));
 }
 
 /* Partial O (normalised within the block) and LSE of query t, head h over keys [j0, j1). */

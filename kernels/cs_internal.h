@@ -9,7 +9,7 @@
 /* The variant list: X(ENUM, "name", legal, "what").  Each is one small switch in the code
  * (grep for CS_V_<ENUM>), never a copy of the backend. */
 #define CS_VARIANTS(X)                                                                                \
-    X(NONE, "none", 1, "the plain cpu-sim backend (/tmp/design.md, docs/ABI.md)")                     \
+    X(NONE, "none", 1, "the plain cpu-sim backend (docs/DESIGN.md, docs/ABI.md)")                     \
     X(SHARED_SEL, "shared-selection", 0, "group 0's selection used for every KV group")               \
     X(MERGE_NAN, "merge-nan", 0, "merge has no guard for -inf - -inf: padded/empty rows give NaN")    \
     X(UNINIT_PARTIAL, "uninit-partial", 0, "merge reads one slot past the row's valid partials")      \

@@ -46,8 +46,8 @@ static int check_backend(const msa_backend *be, const char *label, msa_err *e)
     msa_dtype od = be->arith.out_dtype, pd = be->arith.p_dtype;
     if (od != MSA_DT_INVALID && od != MSA_DT_BF16 && od != MSA_DT_FP16 && od != MSA_DT_FP32)
         return msa_fail(e, MSA_EINPUT, "%s: arith.out_dtype must be BF16, FP16, FP32 or 0 (follows the input)", label);
-    if (pd != MSA_DT_BF16 && pd != MSA_DT_FP16 && pd != MSA_DT_FP32)
-        return msa_fail(e, MSA_EINPUT, "%s: arith.p_dtype must be BF16, FP16 or FP32", label);
+    if (pd != MSA_DT_INVALID && pd != MSA_DT_BF16 && pd != MSA_DT_FP16 && pd != MSA_DT_FP32)
+        return msa_fail(e, MSA_EINPUT, "%s: arith.p_dtype must be BF16, FP16, FP32 or 0 (follows the input)", label);
     return 0;
 }
 

@@ -48,7 +48,9 @@ typedef struct {
     msa_dtype out_dtype;   /* BF16, FP16 or FP32: the stored output; MSA_DT_INVALID (0) means
                             * "follows the input": bf16 for bf16 inputs, fp16 for fp16, fp32 otherwise */
     int accum_bits;        /* mantissa bits (incl. implicit) of score and P.V accumulation: 24 = fp32 */
-    msa_dtype p_dtype;     /* FP32: P used as is; BF16 / FP16: P rounded to it before P.V */
+    msa_dtype p_dtype;     /* FP32: P used as is; BF16 / FP16: P rounded to it before P.V;
+                            * MSA_DT_INVALID (0): follows the input, fp16 for fp16 inputs (the
+                            * P.V MMA needs P in V's type), bf16 otherwise */
     msa_exp_kind exp_kind;
     double exp_rel_err;    /* bound on the relative error of one exp evaluation itself */
     msa_merge_kind merge;

@@ -61,6 +61,12 @@ double msa_or_dtype_subnormal_abs(msa_dtype t)
     }
 }
 
+msa_dtype msa_or_p_dtype(const msa_arith *a, const msa_case *c)
+{
+    if (a->p_dtype != MSA_DT_INVALID) return a->p_dtype;
+    return c->dtype == MSA_DT_FP16 ? MSA_DT_FP16 : MSA_DT_BF16;
+}
+
 msa_dtype msa_or_out_dtype(const msa_arith *a, const msa_case *c)
 {
     if (a->out_dtype != MSA_DT_INVALID) return a->out_dtype;
@@ -88,13 +94,14 @@ static void fp32_base(msa_arith *a)
     a->index_accum_bits = 24;
 }
 
-/* The kernel design of /tmp/design.md (cpu-sim and CUDA): KV-outer partials per block,
- * exp2 with a log2e prescale, P rounded to bf16, LSE merge, out by input dtype. */
+/* The kernel design (cpu-sim and CUDA, docs/ABI.md): KV-outer partials per block, exp2
+ * with a log2e prescale, P rounded to the input's 16-bit type (fp16 for fp16 inputs,
+ * bf16 otherwise), LSE merge, out by input dtype. */
 static void design(msa_arith *a, int cuda)
 {
     fp32_base(a);
     a->out_dtype = MSA_DT_INVALID; /* bf16 for bf16 inputs, fp16 for fp16, else fp32 */
-    a->p_dtype = MSA_DT_BF16;
+    a->p_dtype = MSA_DT_INVALID;   /* fp16 for fp16 inputs, else bf16 */
     a->exp_kind = cuda ? MSA_EXP_EX2_APPROX : MSA_EXP_EXP2;
     if (cuda) /* tensor-core fp32 accumulation truncates: unit roundoff 2^-23 (NUMERICS.md 3) */
         a->accum_bits = a->index_accum_bits = TENSOR_CORE_ACCUM_BITS;

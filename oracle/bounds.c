@@ -31,10 +31,11 @@ static void consts(const msa_case *c, const msa_arith *a, const msa_or_row *r, r
 {
     memset(k, 0, sizeof *k);
     k->u = msa_or_unit(a->accum_bits > 0 ? a->accum_bits : 24);
-    if (a->p_dtype == MSA_DT_BF16 || a->p_dtype == MSA_DT_FP16) {
-        k->uP = msa_or_dtype_unit(a->p_dtype);
-        k->alpha = msa_or_dtype_subnormal_abs(a->p_dtype);
-    } else if (a->p_dtype == MSA_DT_FP32 && a->accum_bits > 24) {
+    msa_dtype pt = msa_or_p_dtype(a, c); /* "follows the input" resolved (NUMERICS.md 2) */
+    if (pt == MSA_DT_BF16 || pt == MSA_DT_FP16) {
+        k->uP = msa_or_dtype_unit(pt);
+        k->alpha = msa_or_dtype_subnormal_abs(pt);
+    } else if (pt == MSA_DT_FP32 && a->accum_bits > 24) {
         k->uP = msa_or_dtype_unit(MSA_DT_FP32);
         k->alpha = msa_or_dtype_subnormal_abs(MSA_DT_FP32);
     }

@@ -18,6 +18,8 @@ double msa_or_dtype_unit(msa_dtype t);
 double msa_or_dtype_subnormal_abs(msa_dtype t);
 /* The output dtype the declaration means for this case (out_dtype INVALID: by input dtype). */
 msa_dtype msa_or_out_dtype(const msa_arith *a, const msa_case *c);
+/* p_dtype with MSA_DT_INVALID resolved: fp16 for fp16 inputs, bf16 otherwise. */
+msa_dtype msa_or_p_dtype(const msa_arith *a, const msa_case *c);
 
 /* Cheap shape sanity (the judges divide by Hkv, index by HI...): MSA_EINPUT when broken. */
 int msa_or_check_case(const msa_case *c, msa_err *e);

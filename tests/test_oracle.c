@@ -251,7 +251,7 @@ out:
 
 /* ---------------------------------------------------------------- private kernel simulation */
 typedef struct {
-    int p_bf16;          /* round P to bf16 before P.V (the design) */
+    int p_bf16;          /* round P before P.V (the design: fp16 for fp16 inputs, else bf16) */
     int exp2_kind;       /* 1: exp2f(x*log2e) as the design; 0: expf */
     int reverse;         /* sum dot products and P.V in reverse order (another legal order) */
     msa_dtype out_dtype; /* BF16 or FP32 */
@@ -289,7 +289,8 @@ static int sim_partial(const msa_case *c, const sim_opts *o, const float *q, int
         int jj = o->reverse ? n - 1 - j : j;
         int64_t row = msa_case_kv_row(c, qi.b, j0 + jj);
         P = o->exp2_kind ? exp2f(x[jj] - m) : expf(x[jj] - m);
-        if (o->p_bf16) P = (float)msa_round_bf16(P);
+        /* the design rounds P to V's 16-bit type: fp16 for fp16 inputs, bf16 otherwise */
+        if (o->p_bf16) P = (float)(c->dtype == MSA_DT_FP16 ? msa_round_fp16(P) : msa_round_bf16(P));
         l += P;
         for (d = 0; d < c->D; d++) Os[d] += P * (float)msa_case_v(c, row, g, d);
     }
@@ -510,7 +511,7 @@ static void test_profiles(void)
     }
     CU_ASSERT(i >= 8);
     CU_ASSERT_EQUAL(msa_arith_profile("cpu-sim", &a, &e), 0);
-    CU_ASSERT_EQUAL(a.p_dtype, MSA_DT_BF16);
+    CU_ASSERT_EQUAL(a.p_dtype, MSA_DT_INVALID); /* follows the input (docs/DESIGN.md) */
     CU_ASSERT_EQUAL(a.merge, MSA_MERGE_LSE);
     CU_ASSERT_EQUAL(a.exp_kind, MSA_EXP_EXP2);
     CU_ASSERT_EQUAL(msa_arith_profile("radix-keys:12", &a, &e), 0);

@@ -60,7 +60,7 @@ __device__ __forceinline__ void msa_cu_scale_mask(float S[MSA_CU_NT][4], int nkt
     }
 }
 
-/* P = ex2(x - m) rounded to bf16 (design step 3), packed as the A operand of P.V;
+/* P = ex2(x - m) rounded to V's type (bf16, or fp16 for fp16 inputs; design step 3), packed as the A operand of P.V;
  * lsum gets the fp32 sum of the rounded P of each row (quad-reduced).  m must be finite
  * (callers use 0 for rows with no visible key, so every P is then exactly 0). */
 template <bool F16>

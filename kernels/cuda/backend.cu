@@ -480,7 +480,7 @@ static msa_arith cu_arith(void)
     memset(&a, 0, sizeof a);
     a.out_dtype = MSA_DT_INVALID; /* follows the input: bf16 or fp16 (design step 4) */
     a.accum_bits = MSA_CU_TC_ACCUM_BITS;
-    a.p_dtype = MSA_DT_BF16;
+    a.p_dtype = MSA_DT_INVALID; /* follows the input: fp16 for fp16 (V's MMA type), else bf16 */
     a.exp_kind = MSA_EXP_EX2_APPROX;
     a.exp_rel_err = MSA_CU_EX2_REL_ERR;
     a.merge = MSA_MERGE_LSE;

@@ -4,7 +4,7 @@
  * One CTA holds 64 MMA rows = (query, head) pairs of one sequence and one KV group (the
  * group's heads packed into the rows, so each K/V tile is loaded once for all of them)
  * and walks key tiles of block_size keys with online rescaling: per tile m' = max(m,
- * tile max), alpha = ex2(m - m'), P = ex2(x - m') rounded to bf16, l = alpha*l + sum P,
+ * tile max), alpha = ex2(m - m'), P = ex2(x - m') rounded to V's type, l = alpha*l + sum P,
  * O = alpha*O + P.V; the declared "partials" per row are its visible blocks.  It does
  * not select anything and has no split-K (each CTA walks its rows' whole key range). */
 #include "attn_core.cuh"

@@ -2,7 +2,7 @@
  * per-row causal geometry, tensor-core (mma.sync m16n8k16) helpers and the launchers
  * each .cu file provides to backend.cu.
  *
- * Arithmetic follows /tmp/design.md (the "cuda" declaration): fp32 accumulation in the
+ * Arithmetic follows docs/DESIGN.md (the "cuda" declaration): fp32 accumulation in the
  * MMAs, x = s * fp32(scale*log2e), ex2.approx.ftz.f32, P rounded to bf16 before P.V,
  * per-block partials merged by LSE.  This header holds no host orchestration (backend.cu)
  * and no policy on which problems are supported (backend.cu's supports()). */
@@ -134,21 +134,20 @@ __device__ __forceinline__ uint32_t msa_cu_ld32(const uint16_t *p)
     return *reinterpret_cast<const uint32_t *>(p);
 }
 
-/* P rounded to bf16 (the declared p_dtype); returned as the rounded value and as the
- * 16-bit operand of the P.V MMA (bf16, or fp16 when V is fp16: exact for P >= 2^-17,
- * see the note in sparse.cu). */
+/* P rounded once to V's 16-bit type (the declared p_dtype "follows the input": fp16 for
+ * fp16 inputs, bf16 otherwise); returned as the rounded value (summed into l, so the
+ * normalisation uses exactly the weights the P.V MMA multiplies) and as the MMA operand. */
 template <bool F16>
 __device__ __forceinline__ float msa_cu_round_p(float p, uint16_t *bits)
 {
-    float r = __bfloat162float(__float2bfloat16_rn(p));
     if (F16) {
-        __half h = __float2half_rn(r);
+        __half h = __float2half_rn(p);
         *bits = *reinterpret_cast<uint16_t *>(&h);
-    } else {
-        __nv_bfloat16 b = __float2bfloat16_rn(r);
-        *bits = *reinterpret_cast<uint16_t *>(&b);
+        return __half2float(h);
     }
-    return r;
+    __nv_bfloat16 b = __float2bfloat16_rn(p);
+    *bits = *reinterpret_cast<uint16_t *>(&b);
+    return __bfloat162float(b);
 }
 
 __device__ __forceinline__ uint32_t msa_cu_pack(uint16_t lo, uint16_t hi)

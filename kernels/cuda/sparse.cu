@@ -7,9 +7,9 @@
  * tokens per sequence) is the same chain: split-K over the selected blocks plus merge.
  * CSR entries are filled with atomics, so their order varies run to run; each MMA row is
  * independent of the other rows of its tile, so results are bitwise deterministic anyway.
- * fp16 inputs: P is rounded to bf16 as declared, then converted to fp16 for the fp16
- * P.V MMA; that conversion is exact for P >= 2^-17 (bf16's 8-bit significand fits fp16
- * down to its subnormal step 2^-24), below that it adds at most 2^-25 absolute per P. */
+ * P is rounded once to V's type (fp16 for fp16 inputs, bf16 otherwise), as declared
+ * (p_dtype "follows the input"); an earlier version rounded to bf16 and then converted to
+ * fp16, whose undeclared 2^-25 absolute error per small P the fuzzer caught on an H200. */
 #include "attn_core.cuh"
 
 /* ---- CSR: count, scan, fill ---- */
