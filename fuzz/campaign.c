@@ -98,6 +98,7 @@ static int account(fz_camp *k, msa_fuzz_result *r, const fz_job *j, int origin)
             msa_case_free(&c);
         }
     }
+    if (!k->header_done) lg(k, "%s", k->header), k->header_done = 1;
     s->cases++;
     if (k->o->on_result) k->o->on_result(k->o->user, r);
     if (r->disp >= 0 && r->disp < 8) s->by_disp[r->disp]++;
@@ -270,10 +271,10 @@ int msa_fuzz_campaign(const msa_fuzz_opts *o, msa_fuzz_summary *s, msa_err *e)
     int rc = camp_open(&k, o, s, e);
     if (rc) return rc;
     k.t0 = fz_now();
-    lg(&k, "msa fuzz: kernel %s, seed %llu, shard %d/%d, max context %d, %d worker(s)%s%s\n", o->kernel,
-       (unsigned long long)o->seed, o->shard_i, o->shard_n,
-       o->gen.max_context > 0 ? o->gen.max_context : MSA_FUZZ_DEFAULT_MAX_CONTEXT, k.nworkers,
-       o->sanitize ? ", under compute-sanitizer --tool " : "", o->sanitize ? o->sanitize : "");
+    snprintf(k.header, sizeof k.header, "msa fuzz: kernel %s, seed %llu, shard %d/%d, max context %d, %d worker(s)%s%s\n",
+             o->kernel, (unsigned long long)o->seed, o->shard_i, o->shard_n,
+             o->gen.max_context > 0 ? o->gen.max_context : MSA_FUZZ_DEFAULT_MAX_CONTEXT, k.nworkers,
+             o->sanitize ? ", under compute-sanitizer --tool " : "", o->sanitize ? o->sanitize : "");
     for (int i = 0; i < o->n_case_files; i++)
         if ((rc = check_file(o->case_files[i], e))) {
             fz_pool_close(k.pool);

@@ -40,6 +40,9 @@ typedef struct {
     fz_failure fails[FZ_MAX_FAILS];
     int nfail;
     char open_err[640];
+    char header[512]; /* printed with the first result: a backend that cannot be opened
+                       * gives one error line and nothing else (exit 2 contract) */
+    int header_done;
 } fz_camp;
 
 void fz_repro_id(const fz_camp *k, uint64_t id, char *buf, size_t n);

@@ -35,6 +35,12 @@ typedef struct {
     char self[1024];
 } cli;
 
+/* One error line: library messages that already start with "fuzz: " get "msa " only. */
+static void report_error(const msa_err *e)
+{
+    fprintf(stderr, "%s%s\n", strncmp(e->msg, "fuzz: ", 6) ? "msa fuzz: " : "msa ", e->msg);
+}
+
 static int bad(const char *fmt, const char *arg)
 {
     fprintf(stderr, "msa fuzz: ");
@@ -186,7 +192,7 @@ static int run_replay(cli *c)
     msa_fuzz_summary s;
     msa_err e;
     int rc = msa_fuzz_campaign(&o, &s, &e);
-    if (rc) { fprintf(stderr, "msa fuzz: %s\n", e.msg); return 2; }
+    if (rc) { report_error(&e); return 2; }
     return exit_code(&s);
 }
 
@@ -219,7 +225,7 @@ static int main_mutants(int argc, char **argv)
     int n = 0;
     msa_err e;
     int rc = msa_fuzz_mutant_check(&m, &rows, &n, &e);
-    if (rc) { free(rows); fprintf(stderr, "msa fuzz mutants: %s\n", e.msg); return 2; }
+    if (rc) { free(rows); report_error(&e); return 2; }
     int ok = msa_fuzz_mutant_table(stdout, rows, n);
     free(rows);
     return ok ? 0 : 1;
@@ -234,7 +240,7 @@ int msa_fuzz_main(int argc, char **argv)
         msa_err e;
         long failures = 0;
         int rc = fz_merge(argv[2], argv + 3, argc - 3, stdout, &failures, &e);
-        if (rc) fprintf(stderr, "msa fuzz merge: %s\n", e.msg);
+        if (rc) report_error(&e);
         return rc ? 2 : failures ? 1 : 0;
     }
     if (argc > 0 && !strcmp(argv[0], "mutants")) return main_mutants(argc - 1, argv + 1);
@@ -256,6 +262,6 @@ int msa_fuzz_main(int argc, char **argv)
     msa_err e;
     rc = msa_fuzz_campaign(&c->o, &s, &e);
     free(c);
-    if (rc) { fprintf(stderr, "msa fuzz: %s\n", e.msg); return 2; }
+    if (rc) { report_error(&e); return 2; }
     return exit_code(&s);
 }
