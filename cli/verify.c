@@ -237,7 +237,8 @@ static void run_item(msa_vctx *x, const ck_item *it, msa_vcheck *c)
         size_t len0 = x->sections.len;
         run_item_here(x, it, c);
         size_t extra = x->sections.len - len0;
-        int ok = write_all(fd[1], c, sizeof *c) == 0 && write_all(fd[1], &extra, sizeof extra) == 0 &&
+        int ok = write_all(fd[1], c, sizeof *c) == 0 && write_all(fd[1], x->gpu, sizeof x->gpu) == 0 &&
+                 write_all(fd[1], &extra, sizeof extra) == 0 &&
                  (extra == 0 || write_all(fd[1], x->sections.s + len0, extra) == 0);
         fflush(stdout), fflush(stderr);
         _exit(ok ? 0 : 3);
@@ -249,7 +250,13 @@ static void run_item(msa_vctx *x, const ck_item *it, msa_vcheck *c)
     close(fd[1]);
     msa_vcheck got;
     size_t extra = 0;
-    int ok = read_all(fd[0], &got, sizeof got) == 0 && read_all(fd[0], &extra, sizeof extra) == 0;
+    char gpu[sizeof x->gpu];
+    int ok = read_all(fd[0], &got, sizeof got) == 0 && read_all(fd[0], gpu, sizeof gpu) == 0 &&
+             read_all(fd[0], &extra, sizeof extra) == 0;
+    if (ok && !x->gpu[0] && gpu[0]) { /* the GPU's name, learnt by the child */
+        gpu[sizeof gpu - 1] = 0;
+        snprintf(x->gpu, sizeof x->gpu, "%s", gpu);
+    }
     char *sec = ok && extra ? malloc(extra + 1) : NULL;
     if (sec && read_all(fd[0], sec, extra) == 0) msa_sb_printf(&x->sections, "%.*s", (int)extra, sec);
     free(sec);

@@ -144,13 +144,16 @@ static int structure(sel_ctx *x, const int32_t *ids, msa_qinfo qi, char *msg, si
 }
 
 /* Score-descending order within the band: a block may precede another only if it could
- * have scored at least as high (forced blocks are exempt: conventions differ). */
-static int order_desc(sel_ctx *x, const int32_t *ids, int cnt, char *msg, size_t len)
+ * have scored at least as high.  Blocks in forced positions (init, local) are exempt even
+ * when nvis <= k: implementations force them with sentinel scores whatever nvis is
+ * (Hugging Face's MiniMax-M3 puts the local block first in rows with nvis <= k, seen on a
+ * recorded trace), so their place in a score-ordered list is a convention, not a score. */
+static int order_desc(sel_ctx *x, const int32_t *ids, int cnt, int nvis, char *msg, size_t len)
 {
     int s, prev = -1;
     for (s = 0; s < cnt; s++) {
         int id = ids[s];
-        if (x->forced[id]) continue;
+        if (x->forced[id] || id < x->c->init_blocks || id >= nvis - x->c->local_blocks) continue;
         if (prev >= 0 && x->hi[prev] < x->lo[id])
             return snprintf(msg, len, "ids not score-descending: %d (score <= %.9g) before %d "
                             "(score >= %.9g)", prev, x->hi[prev], id, x->lo[id]), -1;
@@ -237,7 +240,7 @@ static void judge_row(sel_ctx *x, const int32_t *topk, int t, int g)
     }
     if (qi.nvis <= c->topk && x->a->order != MSA_ORDER_SCORE_DESC) return;
     intervals(x, t, g, qi, S);
-    if (x->a->order == MSA_ORDER_SCORE_DESC && order_desc(x, ids, cnt, msg, sizeof msg) < 0) {
+    if (x->a->order == MSA_ORDER_SCORE_DESC && order_desc(x, ids, cnt, qi.nvis, msg, sizeof msg) < 0) {
         row_fail(x, "structure", qi, g, msg);
         return;
     }

@@ -1267,6 +1267,70 @@ static void random_key_kinds(const msa_case *c, kres *r)
     free(bs);
 }
 
+/* Score-descending lists in the Hugging Face style: the forced (local) block first, also in
+ * rows with nvis <= k, then the others by descending exact score.  Legal.  Swapping the two
+ * best free blocks of a row whose scores differ beyond any band must be rejected. */
+static const double *cmp_desc_ctx;
+static int cmp_desc(const void *a, const void *b)
+{
+    int x = *(const int32_t *)a, y = *(const int32_t *)b;
+    double sx = cmp_desc_ctx[x], sy = cmp_desc_ctx[y];
+    return sx < sy ? 1 : sx > sy ? -1 : (x > y) - (x < y);
+}
+
+static void test_desc_forced_first(void)
+{
+    NEED_FIXTURE();
+    const msa_case *c = &g_case;
+    int nblk = msa_case_max_blocks(c), k = c->topk;
+    size_t n = (size_t)c->HI * c->Tq * k;
+    int32_t *ids = malloc(n * sizeof *ids), *bad = malloc(n * sizeof *bad);
+    CU_ASSERT_FATAL(ids && bad);
+    memcpy(ids, g_exact.topk, n * sizeof *ids);
+    int swapped = 0;
+    for (size_t r = 0; r < (size_t)c->HI * c->Tq; r++) {
+        int32_t *row = ids + r * k;
+        msa_qinfo qi = msa_case_qinfo(c, (int)(r % c->Tq));
+        int cnt = 0;
+        while (cnt < k && row[cnt] >= 0) cnt++;
+        cmp_desc_ctx = g_bs + r * nblk;
+        qsort(row, (size_t)cnt, sizeof *row, cmp_desc);
+        for (int s = 0; s < cnt; s++) /* the local (own) block to the front */
+            if (c->local_blocks && row[s] == qi.nvis - 1) {
+                memmove(row + 1, row, (size_t)s * sizeof *row);
+                row[0] = qi.nvis - 1;
+                break;
+            }
+    }
+    memcpy(bad, ids, n * sizeof *ids);
+    for (size_t r = 0; r < (size_t)c->HI * c->Tq && !swapped; r++) { /* two free blocks, clear gap */
+        int32_t *row = bad + r * k;
+        msa_qinfo qi = msa_case_qinfo(c, (int)(r % c->Tq));
+        const double *S = g_bs + r * nblk;
+        for (int s = 1; s + 1 < k && row[s + 1] >= 0; s++) {
+            int a0 = row[s], b0 = row[s + 1];
+            int fa = a0 < c->init_blocks || a0 >= qi.nvis - c->local_blocks, fb = b0 < c->init_blocks || b0 >= qi.nvis - c->local_blocks;
+            if (!fa && !fb && S[a0] - S[b0] > 1.0) {
+                row[s] = b0, row[s + 1] = a0, swapped = 1;
+                break;
+            }
+        }
+    }
+    msa_arith a;
+    msa_verdict v;
+    msa_err e;
+    arith("cpu-sim", MSA_ORDER_SCORE_DESC, &a);
+    CU_ASSERT_EQUAL(msa_judge_selection(c, &a, ids, g_bs, &v, &e), 0);
+    printf("\n  oracle score-desc, local block first: sel %s %s", msa_disposition_name(v.disp), v.detail);
+    CU_ASSERT(PASSED(v));
+    CU_ASSERT_FATAL(swapped);
+    CU_ASSERT_EQUAL(msa_judge_selection(c, &a, bad, g_bs, &v, &e), 0);
+    printf("\n  oracle score-desc, two free blocks swapped: sel %s %s", msa_disposition_name(v.disp), v.detail);
+    CU_ASSERT(!PASSED(v));
+    free(ids);
+    free(bad);
+}
+
 static void test_random_cases(void)
 {
     const char *env = getenv("MSA_ORACLE_RANDOM");
@@ -1349,7 +1413,8 @@ int msa_suite_oracle(void)
         !CU_add_test(s, "dense identity", test_dense_identity) ||
         !CU_add_test(s, "tightness: dropped diagonal row by row", test_tight_diagonal) ||
         !CU_add_test(s, "tightness: one key more row by row", test_tight_one_more) ||
-        !CU_add_test(s, "random cases", test_random_cases))
+        !CU_add_test(s, "random cases", test_random_cases) ||
+        !CU_add_test(s, "score-desc: forced blocks first is legal, misordered free blocks are not", test_desc_forced_first))
         return 1;
     return 0;
 }
