@@ -120,11 +120,11 @@ test-extra: $(BUILD)/msa
 	$(BUILD)/msa fuzz --kernel cpu-sim --budget 60 --junit $(BUILD)/fuzz-junit.xml
 	$(MAKE) --no-print-directory fuzz-parsers FUZZ_SECONDS=10
 
-test-normal: $(BUILD)/test_msa $(BUILD)/msa mutants
+test-normal: $(BUILD)/test_msa $(BUILD)/msa mutants $(CUDA_LIB)
 	$(BUILD)/test_msa
 
 test-asan:
-	$(MAKE) --no-print-directory BUILD=build/asan SAN=1 build/asan/test_msa
+	$(MAKE) --no-print-directory BUILD=build/asan SAN=1 build/asan/test_msa build/asan/msa
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 MSA_TEST_SAN=1 build/asan/test_msa
 
 verify: all mutants

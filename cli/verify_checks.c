@@ -562,7 +562,8 @@ void msa_verify_traces(msa_vctx *x, msa_vcheck *c)
         return;
     }
     c->disp = bad ? MSA_V_INCORRECT : MSA_V_PASSED;
-    snprintf(c->summary, sizeof c->summary, "%d trace(s) replayed through every kernel; recall tables below", ntr);
+    snprintf(c->summary, sizeof c->summary, bad ? "%d trace(s): a replay FAILED (details below); recall tables below"
+                                                : "%d trace(s) replayed through every kernel and passed; recall tables below", ntr);
 }
 
 /* ---------------------------------------------------------------- bench */
