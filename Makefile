@@ -58,7 +58,7 @@ endif
 # component fragments (extra targets owned by the component's authors)
 -include $(wildcard kernels/cuda/cuda.mk fuzz/fuzz.mk fuzz/mutants.mk traces/traces.mk bench/bench.mk)
 
-.PHONY: all test verify deps mutants bench clean check-deps test-asan test-normal lf-libs fuzz-parsers test-extra
+.PHONY: all test verify deps mutants bench clean check-deps test-asan test-normal lf-libs fuzz-parsers test-extra valgrind
 
 all: check-deps $(BUILD)/msa $(CUDA_LIB)
 
@@ -126,6 +126,11 @@ test-normal: $(BUILD)/test_msa $(BUILD)/msa mutants $(CUDA_LIB)
 test-asan:
 	$(MAKE) --no-print-directory BUILD=build/asan SAN=1 build/asan/test_msa build/asan/msa
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 MSA_TEST_SAN=1 build/asan/test_msa
+
+# valgrind memcheck of the reference and oracle suites (slow: minutes; not part of make test)
+valgrind: $(BUILD)/test_msa
+	MSA_TEST_SUITES=reference,oracle valgrind --error-exitcode=1 --leak-check=full \
+	  --errors-for-leak-kinds=definite $(BUILD)/test_msa
 
 verify: all mutants
 	$(BUILD)/msa verify --tier $(TIER) --report $(REPORT) --junit $(BUILD)/verify-junit.xml

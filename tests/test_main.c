@@ -1,9 +1,11 @@
 /* test_main.c - the CUnit runner.  Each tests/test_NAME.c defines msa_suite_NAME(),
  * which adds its suite; the declarations are weak so a component's tests can land
- * before or after the others.  Exit status is non-zero when any test fails. */
+ * before or after the others.  Exit status is non-zero when any test fails.
+ * MSA_TEST_SUITES=a,b runs only those suites (e.g. the valgrind run of reference,oracle). */
 #include <CUnit/Basic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define SUITES(X) X(numfmt) X(rng) X(npz) X(json) X(case) X(fsutil) X(reference) X(oracle) \
     X(cpusim) X(harness) X(cuda) X(fuzz) X(verify) X(traces) X(cli) X(badinput)
@@ -12,11 +14,22 @@
 SUITES(DECL)
 #undef DECL
 
+/* 1 when suite `name` is selected by MSA_TEST_SUITES (all when unset). */
+static int selected(const char *name)
+{
+    const char *sel = getenv("MSA_TEST_SUITES");
+    if (!sel || !*sel) return 1;
+    size_t n = strlen(name);
+    for (const char *p = sel; (p = strstr(p, name)); p += n)
+        if ((p == sel || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return 1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (CU_initialize_registry() != CUE_SUCCESS) return 2;
 #define ADD(n)                                                            \
-    if (msa_suite_##n && msa_suite_##n() != 0) {                          \
+    if (msa_suite_##n && selected(#n) && msa_suite_##n() != 0) {          \
         fprintf(stderr, "could not register suite %s\n", #n);             \
         return 2;                                                         \
     }
