@@ -15,7 +15,6 @@
 #include "../common/numfmt.h"
 #include "../common/rng.h"
 #include "../fuzz/fuzz.h"
-#include "../kernels/cpusim.h"
 #include "../traces/traces.h"
 #include "verify.h"
 
