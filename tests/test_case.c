@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../common/case.h"
+#include "test_util.h"
 
 #define SEED 20261122u
 
@@ -131,27 +132,10 @@ static void test_kv_rows(void)
 }
 
 /* ------------------------------------------------------------------ numpy-written case */
-static int python_ok(void)
-{
-    static int ok = -1;
-    if (ok < 0) {
-        ok = access("tools/npz_tool.py", R_OK) == 0 && system("python3 -c 1 >/dev/null 2>&1") == 0;
-        if (!ok) printf("\n  case: python3 or tools/npz_tool.py missing (run from the repo root): skipped\n");
-    }
-    return ok;
-}
+static int python_ok(void) { return msa_test_python_ok("case"); }
 
-static char tmpdir[64];
-static const char *tmp_path(const char *name)
-{
-    static char p[160];
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "%s/msa_case_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-        if (!mkdtemp(tmpdir)) tmpdir[0] = 0;
-    }
-    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
-    return p;
-}
+static msa_test_tmp tmp = {"msa_case", "", ""};
+static const char *tmp_path(const char *name) { return msa_test_tmp_path(&tmp, name); }
 
 /* tools/npz_tool.py's demo case: q[i] = 0.5*((i%7)-3), k[i] = 0.25*((i%5)-2),
  * v[i] = (i%9)-4, index_q[i] = 0.125*(i%3), index_k[i] = 1-i over flat indices. */
@@ -532,15 +516,7 @@ static void test_accepted_variants(void)
     msa_case_free(&c);
 }
 
-static int suite_clean(void)
-{
-    if (tmpdir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0) return 0;
-    }
-    return 0;
-}
+static int suite_clean(void) { return msa_test_tmp_remove(&tmp); }
 
 int msa_suite_case(void)
 {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "../common/npz.h"
+#include "test_util.h"
 
 #define LABEL "test.npz"
 
@@ -155,28 +156,10 @@ static void test_header_alignment(void)
 }
 
 /* ------------------------------------------------------------------ python interop */
-static char tmpdir[64];
+static int python_ok(void) { return msa_test_python_ok("npz"); }
 
-static int python_ok(void)
-{
-    static int ok = -1;
-    if (ok < 0) {
-        ok = access("tools/npz_tool.py", R_OK) == 0 && system("python3 -c 1 >/dev/null 2>&1") == 0;
-        if (!ok) printf("\n  npz: python3 or tools/npz_tool.py missing (run from the repo root): interop skipped\n");
-    }
-    return ok;
-}
-
-static const char *tmp_path(const char *name)
-{
-    static char p[160];
-    if (!tmpdir[0]) {
-        snprintf(tmpdir, sizeof tmpdir, "%s/msa_npz_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-        if (!mkdtemp(tmpdir)) tmpdir[0] = 0;
-    }
-    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
-    return p;
-}
+static msa_test_tmp tmp = {"msa_npz", "", ""};
+static const char *tmp_path(const char *name) { return msa_test_tmp_path(&tmp, name); }
 
 /* Arrays written by numpy-style Python (force_zip64 local headers, optional data
  * descriptors) must read back with the values given on the command line. */
@@ -591,15 +574,7 @@ static void test_file_roundtrip(void)
     msa_npz_free(&a);
 }
 
-static int suite_clean(void)
-{
-    if (tmpdir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        if (system(cmd) != 0) return 0;
-    }
-    return 0;
-}
+static int suite_clean(void) { return msa_test_tmp_remove(&tmp); }
 
 int msa_suite_npz(void)
 {
