@@ -62,7 +62,8 @@ endif
 
 all: check-deps $(BUILD)/msa $(CUDA_LIB)
 
-$(BUILD)/obj/%.o: %.c
+# check-deps first (order-only): with -j the headers it installs must exist before any compile
+$(BUILD)/obj/%.o: %.c | check-deps
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
