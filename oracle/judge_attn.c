@@ -26,6 +26,14 @@ typedef struct {
     double *K, *V, *q, *s, *A, *coef, *w;
     const msa_arith *ref_a; /* non-NULL: the reference is the fast mode, with this error */
     double *coef2, *w2;
+    /* the worker's share: units u = t * Hkv + g in [u0, u1), and what it was given */
+    long u0, u1, notverified;
+    const int32_t *topk;
+    const double *out, *exact_out, *exact_lse;
+    const float *lse;
+    msa_verdict vw; /* the worker's own verdict (x->v points here) */
+    int rc;         /* ctx_alloc's result */
+    msa_err err;
 } att_ctx;
 
 static void ctx_free(att_ctx *x)
@@ -219,40 +227,71 @@ int msa_judge_attention(const msa_case *c, const msa_arith *a, const int32_t *to
     return msa_or_judge_attention(c, a, NULL, topk, out, lse, exact_out, exact_lse, v, e);
 }
 
+/* One worker: its (t, g) units in order, with its own scratch, accumulator and verdict. */
+static void *att_worker(void *arg)
+{
+    att_ctx *x = arg;
+    const msa_case *c = x->c;
+    int gs = c->Hq / c->Hkv;
+    x->v = &x->vw;
+    msa_or_acc_init(&x->acc, x->v, "output");
+    if ((x->rc = ctx_alloc(x, &x->err)) == MSA_OK)
+        for (long u = x->u0; u < x->u1; u++) {
+            int t = (int)(u / c->Hkv), g = (int)(u % c->Hkv), nparts;
+            msa_qinfo qi = msa_case_qinfo(c, t);
+            int n = gather_keys(x, x->topk, t, g, qi, &nparts);
+            for (int h = g * gs; h < (g + 1) * gs; h++) {
+                double el = x->exact_lse[(size_t)t * c->Hq + h];
+                if (n == 0 || el == -INFINITY) judge_empty(x, qi, t, h, x->out, x->lse);
+                else if (!isfinite(el)) x->notverified++;
+                else
+                    x->notverified += judge_row(x, qi, t, h, n, nparts, x->out, x->lse,
+                                                x->exact_out, x->exact_lse);
+            }
+        }
+    ctx_free(x);
+    return NULL;
+}
+
+/* Rows (t, g) are split into contiguous ranges, one per worker (workers.c); the verdicts
+ * are merged in row order, so the result is the serial one. */
 int msa_or_judge_attention(const msa_case *c, const msa_arith *a, const msa_arith *ref_a,
                            const int32_t *topk, const double *out, const float *lse,
                            const double *exact_out, const double *exact_lse, msa_verdict *v,
                            msa_err *e)
 {
-    att_ctx x;
-    int t, g, h, rc, gs;
-    long notverified = 0;
+    msa_or_acc acc;
+    long notverified = 0, units;
+    int rc, nw, i, nblk;
+    size_t maxk, bytes;
     if ((rc = check_args(c, a, out, lse, exact_out, exact_lse, v, e))) return rc;
-    memset(&x, 0, sizeof x);
-    x.c = c; x.a = a; x.v = v; x.ref_a = ref_a;
-    x.nblk = msa_case_max_blocks(c);
-    msa_or_acc_init(&x.acc, v, "output");
-    if ((rc = ctx_alloc(&x, e))) {
-        ctx_free(&x);
-        return rc;
+    nblk = msa_case_max_blocks(c);
+    maxk = (size_t)nblk * (size_t)c->block_size + 1;
+    bytes = maxk * sizeof(double) * (2 * (size_t)c->D + 4 + 2 * (MSA_BUD_N + 1));
+    units = (long)c->Tq * c->Hkv;
+    nw = msa_or_workers(units, bytes);
+    att_ctx *x = calloc((size_t)nw, sizeof *x);
+    if (!x) return msa_fail(e, MSA_ENOMEM, "oracle: attention: out of memory");
+    for (i = 0; i < nw; i++) {
+        x[i].c = c; x[i].a = a; x[i].ref_a = ref_a; x[i].nblk = nblk;
+        x[i].u0 = units * i / nw; x[i].u1 = units * (i + 1) / nw;
+        x[i].topk = topk; x[i].out = out; x[i].lse = lse;
+        x[i].exact_out = exact_out; x[i].exact_lse = exact_lse;
     }
-    gs = c->Hq / c->Hkv;
-    for (t = 0; t < c->Tq; t++) {
-        msa_qinfo qi = msa_case_qinfo(c, t);
-        for (g = 0; g < c->Hkv; g++) {
-            int nparts, n = gather_keys(&x, topk, t, g, qi, &nparts);
-            for (h = g * gs; h < (g + 1) * gs; h++) {
-                double el = exact_lse[(size_t)t * c->Hq + h];
-                if (n == 0 || el == -INFINITY) judge_empty(&x, qi, t, h, out, lse);
-                else if (!isfinite(el)) notverified++;
-                else
-                    notverified +=
-                        judge_row(&x, qi, t, h, n, nparts, out, lse, exact_out, exact_lse);
-            }
+    msa_or_run_workers(x, sizeof *x, nw, att_worker);
+    msa_or_acc_init(&acc, v, "output");
+    for (i = 0; i < nw; i++) {
+        if (x[i].rc) {
+            rc = x[i].rc;
+            if (e) *e = x[i].err;
+            break;
         }
+        msa_or_acc_merge(&acc, &x[i].acc);
+        notverified += x[i].notverified;
     }
-    ctx_free(&x);
-    msa_or_acc_finish(&x.acc);
+    free(x);
+    if (rc) return rc;
+    msa_or_acc_finish(&acc);
     if (v->disp == MSA_V_PASSED && notverified) {
         v->disp = MSA_V_NOTVERIFIED;
         snprintf(v->detail, sizeof v->detail,

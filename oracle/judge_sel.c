@@ -251,13 +251,42 @@ static void judge_row(sel_ctx *x, const int32_t *topk, int t, int g)
     }
 }
 
+/* Rows are judged in parallel: each worker owns a contiguous range of (g, t) rows, its own
+ * scratch buffers and its own verdict; the verdicts are merged in row order, so the result
+ * (counts and the first failing row) is exactly the serial one. */
+typedef struct {
+    sel_ctx x;
+    msa_verdict v;
+    const int32_t *topk;
+    long r0, r1; /* rows g * Tq + t in [r0, r1) */
+    int ok;
+} sel_work;
+
+static void *sel_worker(void *arg)
+{
+    sel_work *w = arg;
+    size_t nb = (size_t)w->x.nblk + 1;
+    const msa_case *c = w->x.c;
+    w->x.v = &w->v;
+    w->x.lo = malloc(nb * sizeof(double));
+    w->x.hi = malloc(nb * sizeof(double));
+    w->x.slo = malloc(3 * nb * sizeof(double));
+    w->x.shi = malloc(nb * sizeof(double));
+    w->x.iq = malloc(((size_t)c->DI + 1) * sizeof(double));
+    w->x.chosen = calloc(nb, 1);
+    w->x.forced = calloc(nb, sizeof(int));
+    w->ok = w->x.lo && w->x.hi && w->x.slo && w->x.shi && w->x.iq && w->x.chosen && w->x.forced;
+    if (w->ok)
+        for (long r = w->r0; r < w->r1; r++) judge_row(&w->x, w->topk, (int)(r % c->Tq), (int)(r / c->Tq));
+    free(w->x.lo); free(w->x.hi); free(w->x.slo); free(w->x.shi); free(w->x.iq); free(w->x.chosen);
+    free(w->x.forced);
+    return NULL;
+}
+
 int msa_judge_selection(const msa_case *c, const msa_arith *a, const int32_t *topk,
                         const double *exact_block_scores, msa_verdict *v, msa_err *e)
 {
-    sel_ctx x;
     msa_or_acc acc;
-    int t, g;
-    size_t nb;
     if (!c || !a || !topk || !exact_block_scores || !v)
         return msa_fail(e, MSA_EINPUT, "oracle: selection: missing argument");
     if (msa_or_check_case(c, e)) return MSA_EINPUT;
@@ -265,25 +294,30 @@ int msa_judge_selection(const msa_case *c, const msa_arith *a, const int32_t *to
         return msa_fail(e, MSA_EINPUT, "oracle: arith: key_drop_bits %d outside 0..22",
                         a->key_drop_bits);
     msa_or_acc_init(&acc, v, "selection");
-    memset(&x, 0, sizeof x);
-    x.c = c; x.a = a; x.bs = exact_block_scores; x.v = v;
-    x.nblk = msa_case_max_blocks(c);
-    nb = (size_t)x.nblk + 1;
-    x.lo = malloc(nb * sizeof(double));
-    x.hi = malloc(nb * sizeof(double));
-    x.slo = malloc(3 * nb * sizeof(double));
-    x.shi = malloc(nb * sizeof(double));
-    x.iq = malloc(((size_t)c->DI + 1) * sizeof(double));
-    x.chosen = calloc(nb, 1);
-    x.forced = calloc(nb, sizeof(int));
-    if (x.lo && x.hi && x.slo && x.shi && x.iq && x.chosen && x.forced) {
-        for (g = 0; g < c->HI; g++)
-            for (t = 0; t < c->Tq; t++) judge_row(&x, topk, t, g);
+    long rows = (long)c->HI * c->Tq;
+    int nw = msa_or_workers(rows, 0), ok = 1;
+    sel_work *w = calloc((size_t)nw, sizeof *w);
+    if (!w) return msa_fail(e, MSA_ENOMEM, "oracle: selection: out of memory");
+    for (int i = 0; i < nw; i++) {
+        w[i].x.c = c, w[i].x.a = a, w[i].x.bs = exact_block_scores, w[i].x.nblk = msa_case_max_blocks(c);
+        w[i].topk = topk, w[i].r0 = rows * i / nw, w[i].r1 = rows * (i + 1) / nw;
+        w[i].v.disp = MSA_V_PASSED;
     }
-    free(x.lo); free(x.hi); free(x.slo); free(x.shi); free(x.iq); free(x.chosen);
-    free(x.forced);
-    if (v->sel_rows != (long)c->HI * c->Tq)
-        return msa_fail(e, MSA_ENOMEM, "oracle: selection: out of memory (%d blocks)", x.nblk);
+    msa_or_run_workers(w, sizeof *w, nw, sel_worker);
+    for (int i = 0; i < nw; i++) {
+        ok &= w[i].ok;
+        v->checked += w[i].v.checked, v->failed += w[i].v.failed, v->sel_rows += w[i].v.sel_rows;
+        v->sel_ambiguous_rows += w[i].v.sel_ambiguous_rows, v->sel_tie_choices += w[i].v.sel_tie_choices;
+        if (v->disp == MSA_V_PASSED && w[i].v.disp != MSA_V_PASSED) {
+            v->disp = w[i].v.disp;
+            snprintf(v->stage, sizeof v->stage, "%s", w[i].v.stage);
+            snprintf(v->detail, sizeof v->detail, "%s", w[i].v.detail);
+        }
+    }
+    int nblk = w[0].x.nblk;
+    free(w);
+    if (!ok || v->sel_rows != rows)
+        return msa_fail(e, MSA_ENOMEM, "oracle: selection: out of memory (%d blocks)", nblk);
     if (v->disp == MSA_V_PASSED)
         snprintf(v->detail, sizeof v->detail, "%ld rows, %ld ambiguous, %ld tie choices",
                  v->sel_rows, v->sel_ambiguous_rows, v->sel_tie_choices);

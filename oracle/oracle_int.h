@@ -37,6 +37,18 @@ void msa_or_acc_init(msa_or_acc *acc, msa_verdict *v, const char *stage);
 void msa_or_acc_ratio(msa_or_acc *acc, double ratio);
 void msa_or_acc_finish(msa_or_acc *acc);
 
+/* ---- row parallelism (workers.c) ---- */
+#define MSA_OR_MAX_WORKERS 64
+#define MSA_OR_WORKER_BYTES 8e9 /* scratch all workers of one judge may hold together */
+/* Workers for `units` independent rows, each worker holding bytes_per_worker of scratch:
+ * the online CPUs ($MSA_ORACLE_THREADS overrides), at most units / 4, within the budget. */
+int msa_or_workers(long units, size_t bytes_per_worker);
+/* Runs fn on states[0..nw) (each `size` bytes), in threads; returns when all are done. */
+void msa_or_run_workers(void *states, size_t size, int nw, void *(*fn)(void *));
+/* Folds src (a later range of rows) into dst as if its rows had been recorded after dst's:
+ * histogram, counts, the worst element (earliest among equals), disposition Incorrect. */
+void msa_or_acc_merge(msa_or_acc *dst, const msa_or_acc *src);
+
 /* msa_judge_attention with a reference that is not exact: ref_a (non-NULL) declares the
  * reference's own arithmetic and its bound is added to every element's (NUMERICS.md 8). */
 int msa_or_judge_attention(const msa_case *c, const msa_arith *a, const msa_arith *ref_a,

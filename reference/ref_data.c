@@ -21,17 +21,48 @@ static int exact_dtype_ok(msa_dtype t)
            t == MSA_DT_E5M2;
 }
 
+/* Decoding runs on the worker pool in chunks (a long trace's K/V are tens of millions of
+ * values, decoded once per reference call); the first non-finite element is reported. */
+#define DECODE_CHUNK ((size_t)1 << 18)
+
+typedef struct {
+    msa_dtype t;
+    const void *src;
+    double *out;
+    size_t n;
+    _Atomic size_t first_bad; /* n when every value is finite */
+} decode_job;
+
+static int decode_chunk(void *ctx, long item, int worker)
+{
+    (void)worker;
+    decode_job *j = ctx;
+    size_t lo = (size_t)item * DECODE_CHUNK, hi = lo + DECODE_CHUNK < j->n ? lo + DECODE_CHUNK : j->n;
+    for (size_t i = lo; i < hi; i++) {
+        j->out[i] = msa_dtype_load(j->t, j->src, i);
+        if (!isfinite(j->out[i])) {
+            size_t cur = atomic_load(&j->first_bad);
+            while (i < cur && !atomic_compare_exchange_weak(&j->first_bad, &cur, i)) {}
+            break;
+        }
+    }
+    return 0;
+}
+
 static double *decode(const msa_case *c, msa_dtype t, const void *src, size_t n,
                       const char *name, int *bad, msa_err *e)
 {
     double *out = msa_calloc(n ? n : 1, sizeof *out);
     if (!out) return NULL;
-    for (size_t i = 0; i < n && !*bad; i++) {
-        out[i] = msa_dtype_load(t, src, i);
-        if (!isfinite(out[i])) {
-            *bad = 1;
-            msa_fail(e, MSA_EINPUT, "%s: %s: non-finite value at element %zu", c->label, name, i);
-        }
+    decode_job j = {.t = t, .src = src, .out = out, .n = n};
+    atomic_init(&j.first_bad, n);
+    long chunks = (long)((n + DECODE_CHUNK - 1) / DECODE_CHUNK);
+    int nw = msa_ref_threads();
+    msa_ref_parallel(chunks, nw < chunks ? nw : (int)chunks, decode_chunk, &j);
+    size_t fb = atomic_load(&j.first_bad);
+    if (fb < n) {
+        *bad = 1;
+        msa_fail(e, MSA_EINPUT, "%s: %s: non-finite value at element %zu", c->label, name, fb);
     }
     return out;
 }

@@ -1382,6 +1382,73 @@ static void test_random_cases(void)
            worst_design, worst_fp32, worst_fast);
 }
 
+/* Row parallelism (oracle/workers.c) must not change a verdict: the same judgements with
+ * one worker and with seven ($MSA_ORACLE_THREADS), on an output with failures planted in an
+ * early, a middle and a late row and a selection with a swapped id, agree field by field. */
+static void same_verdict(const msa_verdict *a, const msa_verdict *b)
+{
+    CU_ASSERT_EQUAL(a->disp, b->disp);
+    CU_ASSERT_EQUAL(a->checked, b->checked);
+    CU_ASSERT_EQUAL(a->failed, b->failed);
+    CU_ASSERT_EQUAL(a->worst_ratio, b->worst_ratio);
+    CU_ASSERT_EQUAL(a->worst_lse_ratio, b->worst_lse_ratio);
+    CU_ASSERT_EQUAL(a->ratio_p50, b->ratio_p50);
+    CU_ASSERT_EQUAL(a->ratio_p99, b->ratio_p99);
+    CU_ASSERT_STRING_EQUAL(a->stage, b->stage);
+    CU_ASSERT_STRING_EQUAL(a->detail, b->detail);
+    CU_ASSERT_EQUAL(memcmp(a->budget, b->budget, sizeof a->budget), 0);
+    CU_ASSERT_EQUAL(a->sel_rows, b->sel_rows);
+    CU_ASSERT_EQUAL(a->sel_ambiguous_rows, b->sel_ambiguous_rows);
+    CU_ASSERT_EQUAL(a->sel_tie_choices, b->sel_tie_choices);
+}
+
+static void test_parallel_equals_serial(void)
+{
+    NEED_FIXTURE();
+    const msa_case *c = &g_case;
+    kres r = {0};
+    msa_arith a;
+    msa_err e;
+    msa_verdict v[2][3];
+    const char *old = getenv("MSA_ORACLE_THREADS");
+    char *saved = old ? strdup(old) : NULL;
+    size_t rows = (size_t)c->Tq * c->Hq, D = (size_t)c->D;
+    CU_ASSERT_FATAL(copy_res(c, &g_exact, &r) == 0);
+    arith("cuda", MSA_ORDER_ASCENDING, &a);
+    for (size_t i = 0; i < rows * D; i++) r.out[i] = msa_bf16_to_double(msa_double_to_bf16(r.out[i]));
+    r.out[1 * D + 3] += 0.01;                   /* an early row */
+    r.out[(rows / 2) * D + 7] -= 0.02;          /* a middle row */
+    r.out[(rows - 2) * D + 1] += 0.5;           /* a late row, the worst */
+    r.lse[rows / 3] += 0.25f;
+    for (int pass = 0; pass < 2; pass++) {
+        setenv("MSA_ORACLE_THREADS", pass ? "7" : "1", 1);
+        CU_ASSERT_EQUAL(msa_judge_attention(c, &a, g_exact.topk, r.out, r.lse, g_exact.out, g_xlse,
+                                            &v[pass][0], &e), 0);
+        CU_ASSERT_EQUAL(msa_judge_attention(c, &a, g_exact.topk, g_exact.out, NULL, g_exact.out,
+                                            g_xlse, &v[pass][1], &e), 0);
+        /* row t = 45 (sequence 1: 8 visible blocks, k 4): a block left out instead of one
+         * chosen */
+        int32_t *ids = r.topk + ((size_t)(c->HI - 1) * c->Tq + 45) * c->topk;
+        int32_t keep = ids[0], b = 0;
+        for (int found = 1; found && b < 8; b += found) {
+            found = 0;
+            for (int j = 0; j < c->topk; j++) found |= ids[j] == b;
+        }
+        ids[0] = b;
+        CU_ASSERT_EQUAL(msa_judge_selection(c, &a, r.topk, g_bs, &v[pass][2], &e), 0);
+        ids[0] = keep;
+    }
+    if (saved) setenv("MSA_ORACLE_THREADS", saved, 1);
+    else unsetenv("MSA_ORACLE_THREADS");
+    free(saved);
+    CU_ASSERT(REJECTED(v[0][0]) && v[0][0].failed >= 3);
+    CU_ASSERT(PASSED(v[0][1]));
+    CU_ASSERT(REJECTED(v[0][2]));
+    printf("\n  serial and 7 workers: %s / %s", v[0][0].detail, v[1][0].detail);
+    for (int k = 0; k < 3; k++) same_verdict(&v[0][k], &v[1][k]);
+    kres_free(&r);
+}
+
 int msa_suite_oracle(void)
 {
     CU_pSuite s = CU_add_suite("oracle", suite_init, suite_clean);
@@ -1414,6 +1481,7 @@ int msa_suite_oracle(void)
         !CU_add_test(s, "tightness: dropped diagonal row by row", test_tight_diagonal) ||
         !CU_add_test(s, "tightness: one key more row by row", test_tight_one_more) ||
         !CU_add_test(s, "random cases", test_random_cases) ||
+        !CU_add_test(s, "parallel judging = serial", test_parallel_equals_serial) ||
         !CU_add_test(s, "score-desc: forced blocks first is legal, misordered free blocks are not", test_desc_forced_first))
         return 1;
     return 0;
