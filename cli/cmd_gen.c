@@ -1,10 +1,83 @@
 /* cmd_gen.c - `msa gen`: writes a deterministic random case file from shape options,
- * so that cases can be reproduced from a command line alone. */
+ * so that cases can be reproduced from a command line alone; `msa gen --trace` writes a
+ * synthetic one-layer trace of a long sequence instead (traces/synth.c), for running
+ * `msa recall` at 1M tokens where the trace cannot be shipped. */
 #include <stdio.h>
 #include <string.h>
 
 #include "../common/case.h"
+#include "../traces/traces.h"
 #include "cli.h"
+
+static const char *gen_trace_help =
+    "usage: msa gen --trace TRACE.npz [options]   (a synthetic one-layer trace, docs/TRACES.md 5)\n"
+    "  --lk T              tokens of the sequence (default 1048576)\n"
+    "  --windows W         query windows spread over the sequence (default 4)\n"
+    "  --window-len L      query rows per window (default 32)\n"
+    "  --shape smollm2|m3  smollm2: Hq 9, Hkv 3, D 64 (default); m3: Hq 64, Hkv 4, D 128 (DI = Hkv*D)\n"
+    "  --block B --topk K --init N --local N   recorded selection (default 64, 16, 0, 1)\n"
+    "  --q-scale X         q = X * N(0,1) (default 2: a sharper softmax than unit scale)\n"
+    "  --seed S            (default 1)\n"
+    "  --no-topk           do not record the reference's selection (saves its CPU time)\n"
+    "  --compress          deflate the archive\n";
+
+/* `msa gen --trace PATH ...` */
+static int gen_trace(int argc, char **argv)
+{
+    msa_synth_opts o = {.tokens = 1 << 20, .windows = 4, .window_len = 32, .Hq = 9, .Hkv = 3, .D = 64,
+                        .block_size = 64, .topk = 16, .init_blocks = 0, .local_blocks = 1, .q_scale = 2.0,
+                        .seed = 1, .record_topk = 1};
+    const char *path = NULL;
+    int compress = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        long n;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(gen_trace_help, stdout);
+            return MSA_EXIT_OK;
+        }
+        if (!strcmp(a, "--no-topk")) { o.record_topk = 0; continue; }
+        if (!strcmp(a, "--compress")) { compress = 1; continue; }
+        if (a[0] != '-') return msa_cli_usage_error("gen", "unexpected argument '%s'", a);
+        if (!(v = msa_cli_value("gen", argc, argv, &i))) return MSA_EXIT_USAGE;
+#define TOPT(name, field, lo, hi)                                                      \
+    if (!strcmp(a, name)) {                                                            \
+        if (msa_cli_int("gen", name, v, lo, hi, &n)) return MSA_EXIT_USAGE;            \
+        o.field = (int)n;                                                              \
+        continue;                                                                      \
+    }
+        TOPT("--windows", windows, 1, 4096)
+        TOPT("--window-len", window_len, 1, 65536)
+        TOPT("--block", block_size, 1, 4096)
+        TOPT("--topk", topk, 1, 65536)
+        TOPT("--init", init_blocks, 0, 65536)
+        TOPT("--local", local_blocks, 0, 65536)
+#undef TOPT
+        if (!strcmp(a, "--trace")) path = v;
+        else if (!strcmp(a, "--lk")) {
+            if (msa_cli_int("gen", a, v, 1, MSA_SYNTH_MAX_TOKENS, &n)) return MSA_EXIT_USAGE;
+            o.tokens = n;
+        } else if (!strcmp(a, "--seed")) {
+            if (msa_cli_u64("gen", a, v, &o.seed)) return MSA_EXIT_USAGE;
+        } else if (!strcmp(a, "--q-scale")) {
+            if (msa_cli_double("gen", a, v, &o.q_scale)) return MSA_EXIT_USAGE;
+        } else if (!strcmp(a, "--shape")) {
+            if (!strcmp(v, "smollm2")) o.Hq = 9, o.Hkv = 3, o.D = 64;
+            else if (!strcmp(v, "m3")) o.Hq = 64, o.Hkv = 4, o.D = 128;
+            else return msa_cli_usage_error("gen", "--shape: '%s' is not smollm2 or m3", v);
+        } else {
+            return msa_cli_usage_error("gen", "--trace: option '%s' does not apply (msa gen --trace X --help)", a);
+        }
+    }
+    if (!path) return msa_cli_usage_error("gen", "--trace: missing the output path");
+    msa_err e = {{0}};
+    int st = msa_trace_synthetic(&o, path, compress, &e);
+    if (!st)
+        printf("%s: synthetic trace, %lld tokens, %d windows x %d rows, Hq %d Hkv %d D %d DI %d, B %d k %d%s\n", path,
+               (long long)o.tokens, o.windows, o.window_len, o.Hq, o.Hkv, o.D, o.Hkv * o.D, o.block_size, o.topk,
+               o.record_topk ? ", recorded selection" : "");
+    return msa_cli_status_exit("gen", st, &e);
+}
 
 #define GEN_MAX_BATCH 64
 
@@ -20,7 +93,8 @@ static const char *gen_help =
     "  --paged 0|1|2       0 packed, 1 shuffled pages, 2 shuffled pages with gaps\n"
     "  --dist normal|uniform|smallint|heavy|const   (q/k/v; --index-dist likewise)\n"
     "  --noncausal         causal = false\n"
-    "  --preset m3         MiniMax-M3: Hq 64, Hkv 4, D 128, DI 128, B 128, k 16, init 0, local 1\n";
+    "  --preset m3         MiniMax-M3: Hq 64, Hkv 4, D 128, DI 128, B 128, k 16, init 0, local 1\n"
+    "  --trace TRACE.npz   a synthetic one-layer trace instead (msa gen --trace X --help)\n";
 
 static int parse_dist(const char *s, msa_dist *d)
 {
@@ -42,6 +116,8 @@ int msa_cmd_gen(int argc, char **argv)
     p.Hq = 4, p.Hkv = 2, p.D = 64, p.DI = 64, p.block_size = 16, p.topk = 2, p.local_blocks = 1;
     p.dtype = MSA_DT_BF16, p.index_dtype = MSA_DT_INVALID, p.causal = 1, p.seed = 1;
     const char *outp = NULL;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--trace")) return gen_trace(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         long n;

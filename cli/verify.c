@@ -16,8 +16,8 @@
 
 static const char *verify_help =
     "usage: msa verify [--tier quick|full|soak] [--kernel K ...] [--baseline OLD.so]\n"
-    "                  [--report REPORT.md] [--junit FILE.xml] [--seed S] [--traces DIR]\n"
-    "                  [--corpus DIR]\n"
+    "                  [--report REPORT.md] [--junit FILE.xml] [--seed S]\n"
+    "                  [--traces DIR|TRACE.npz ...] [--corpus DIR]\n"
     "\n"
     "Runs, per tier: number-format conformance, the reference's fast mode against exact mode,\n"
     "the oracle's self-tests, the mutant kill check, the regression corpus, a fuzz campaign per\n"
@@ -25,6 +25,8 @@ static const char *verify_help =
     "GPU benchmark table when a GPU is present.  Default kernels: cpu-sim and cuda (reported\n"
     "NotVerified with the reason when no GPU is usable).  quick: < 2 min on 2 CPU cores (CI);\n"
     "full: < 15 min on one H100/H200 (releases); soak: repeats campaigns until interrupted.\n"
+    "--traces (repeatable; default traces/data): each trace is replayed through every kernel and\n"
+    "its recall tables and plots (report-plots/ beside the report) go into the report.\n"
     "--baseline OLD.so compares each kernel with a previous release (accuracy and speed).\n"
     "Exit 0: every check that ran passed; 1: a defect was found; 2: bad usage.\n";
 
@@ -322,7 +324,10 @@ int msa_cmd_verify(int argc, char **argv)
         } else if (!strcmp(a, "--baseline")) x.baseline = v;
         else if (!strcmp(a, "--report")) report = v;
         else if (!strcmp(a, "--junit")) junit = v;
-        else if (!strcmp(a, "--traces")) x.trace_dir = v;
+        else if (!strcmp(a, "--traces")) {
+            if (x.ntrace_dirs == MSA_VERIFY_MAX_KERNELS) return msa_cli_usage_error("verify", "at most %d --traces options", MSA_VERIFY_MAX_KERNELS);
+            x.trace_dirs[x.ntrace_dirs++] = v;
+        }
         else if (!strcmp(a, "--corpus")) x.corpus_dir = v;
         else if (!strcmp(a, "--seed")) {
             if (msa_cli_u64("verify", a, v, &x.seed)) return MSA_EXIT_USAGE;
@@ -333,7 +338,12 @@ int msa_cmd_verify(int argc, char **argv)
         x.kernels[x.nkernels++] = "cuda";
     }
     if (!x.corpus_dir) x.corpus_dir = "fuzz/corpus";
-    if (!x.trace_dir) x.trace_dir = "traces/data";
+    if (!x.ntrace_dirs) x.trace_dirs[x.ntrace_dirs++] = "traces/data";
+    { /* recall plots go to report-plots/ beside the report, linked relatively */
+        const char *sl = strrchr(report, '/');
+        snprintf(x.plot_dir, sizeof x.plot_dir, "%.*s%sreport-plots", sl ? (int)(sl - report) : 0, report, sl ? "/" : "");
+        snprintf(x.plot_link, sizeof x.plot_link, "report-plots");
+    }
     if (x.tier == MSA_TIER_SOAK) x.budget_scale = 1e6;
     x.tty = isatty(2);
     x.t0 = msa_vnow();

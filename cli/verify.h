@@ -25,7 +25,10 @@ typedef struct {
     const char *kernels[MSA_VERIFY_MAX_KERNELS];
     int nkernels;
     const char *baseline;
-    const char *trace_dir;
+    const char *trace_dirs[MSA_VERIFY_MAX_KERNELS]; /* folders of traces, or trace files */
+    int ntrace_dirs;
+    char plot_dir[1024];  /* recall plots: a folder beside the report ... */
+    char plot_link[1024]; /* ... and how the report links it */
     const char *corpus_dir;
     uint64_t seed;
     double budget_scale; /* multiplies per-check budgets (soak: large) */

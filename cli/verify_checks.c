@@ -502,73 +502,102 @@ void msa_verify_baseline(msa_vctx *x, msa_vcheck *c, const char *kernel)
 
 /* ---------------------------------------------------------------- traces */
 
-void msa_verify_traces(msa_vctx *x, msa_vcheck *c)
+/* One trace: replay through every kernel, then recall (tables and plots) into the report. */
+static void verify_one_trace(msa_vctx *x, msa_vcheck *c, const char *path, char *skipped, size_t skipsz, int *bad)
 {
-    DIR *d = opendir(x->trace_dir);
-    if (!d) {
-        c->disp = MSA_V_NOTVERIFIED;
-        snprintf(c->summary, sizeof c->summary, "no trace folder %s (record one: see README, `msa record`)", x->trace_dir);
+    const char *name = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    for (int k = 0; k < x->nkernels && !*bad; k++) {
+        char *argv[] = {"replay", (char *)path, "--kernel", (char *)x->kernels[k], NULL};
+        msa_vprogress(x, "traces", "replay %s on %s", name, x->kernels[k]);
+        int rc = msa_replay_main(4, argv);
+        if (rc == 2 && !strstr(skipped, x->kernels[k])) /* could not open the kernel */
+            snprintf(skipped + strlen(skipped), skipsz - strlen(skipped), " %s", x->kernels[k]);
+        if (rc == 1) {
+            *bad = 1;
+            snprintf(c->detail, sizeof c->detail, "replay of %s through %s failed", path, x->kernels[k]);
+            snprintf(c->repro, sizeof c->repro, "msa replay %s --kernel %s", path, x->kernels[k]);
+        }
+    }
+    msa_trace t;
+    msa_err e = {{0}};
+    if (msa_trace_read(path, &t, &e) != 0) {
+        *bad = 1;
+        snprintf(c->detail, sizeof c->detail, "%s", e.msg);
         return;
     }
-    struct dirent *de;
+    msa_recall_opts ro = {.ntopk = 4, .topk = {4, 8, 16, 32}, .nblock = 3, .block = {32, 64, 128}, .buckets = 8};
+    msa_recall_result rr;
+    msa_vprogress(x, "traces", "recall of %s", name);
+    if (msa_recall_run(&t, &ro, &rr, &e) == 0) {
+        char stem[256], dir[1400], link[1400];
+        snprintf(stem, sizeof stem, "%.*s", (int)(strlen(name) > 4 ? strlen(name) - 4 : strlen(name)), name);
+        snprintf(dir, sizeof dir, "%s/%s", x->plot_dir, stem);
+        snprintf(link, sizeof link, "%s/%s", x->plot_link, stem);
+        msa_recall_report(&x->sections, path, &t, &rr, &ro);
+        if (msa_recall_plots(dir, link, &t, &rr, &ro, &x->sections, &e) != 0)
+            msa_sb_printf(&x->sections, "\n(plots failed: %s)\n", e.msg);
+        msa_sb_printf(&x->sections, "\n");
+        msa_recall_result_free(&rr);
+    } else {
+        msa_sb_printf(&x->sections, "## Recall: %s\n\nrecall failed: %s\n\n", name, e.msg);
+    }
+    msa_trace_free(&t);
+}
+
+static int is_npz(const char *n)
+{
+    size_t l = strlen(n);
+    return l >= 5 && !strcmp(n + l - 4, ".npz");
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+void msa_verify_traces(msa_vctx *x, msa_vcheck *c)
+{
     int ntr = 0, bad = 0;
     char skipped[256] = ""; /* kernels that could not be opened (e.g. cuda without a GPU) */
-    while ((de = readdir(d)) && !bad) {
-        size_t l = strlen(de->d_name);
-        if (l < 5 || strcmp(de->d_name + l - 4, ".npz")) continue;
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/%s", x->trace_dir, de->d_name);
-        for (int k = 0; k < x->nkernels && !bad; k++) {
-            char *argv[] = {"replay", path, "--kernel", (char *)x->kernels[k], NULL};
-            msa_vprogress(x, "traces", "replay %s on %s", de->d_name, x->kernels[k]);
-            int rc = msa_replay_main(4, argv);
-            if (rc == 2 && !strstr(skipped, x->kernels[k])) /* could not open the kernel */
-                snprintf(skipped + strlen(skipped), sizeof skipped - strlen(skipped), " %s", x->kernels[k]);
-            if (rc == 1) {
-                bad = 1;
-                snprintf(c->detail, sizeof c->detail, "replay of %s through %s failed", path, x->kernels[k]);
-                snprintf(c->repro, sizeof c->repro, "msa replay %s --kernel %s", path, x->kernels[k]);
-            }
+    char missing[512] = "";
+    for (int i = 0; i < x->ntrace_dirs && !bad; i++) {
+        const char *src = x->trace_dirs[i];
+        struct stat st;
+        if (stat(src, &st) == 0 && S_ISREG(st.st_mode) && is_npz(src)) {
+            verify_one_trace(x, c, src, skipped, sizeof skipped, &bad);
+            ntr++;
+            continue;
         }
-        msa_trace t;
-        msa_err e = {{0}};
-        if (msa_trace_read(path, &t, &e) == 0) {
-            msa_recall_opts ro;
-            memset(&ro, 0, sizeof ro);
-            ro.ntopk = 1, ro.topk[0] = t.nrec ? t.rec[0].c.topk : 16;
-            ro.nblock = 1, ro.block[0] = t.nrec ? t.rec[0].c.block_size : 128;
-            ro.buckets = 4;
-            msa_recall_result rr;
-            if (msa_recall_run(&t, &ro, &rr, &e) == 0) {
-                msa_sb_printf(&x->sections, "## Recall: %s (%s, index %s)\n\n| layer | B | k | block recall p50 | mass recall p5 | p50 | p95 | min |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-                              de->d_name, t.model, t.index_kind);
-                for (int i = 0; i < rr.ncell; i++) {
-                    msa_recall_cell *cl = &rr.cell[i];
-                    msa_sb_printf(&x->sections, "| %d | %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f |\n", cl->layer, cl->B, cl->k,
-                                  cl->block_recall.p50, cl->mass_recall.p5, cl->mass_recall.p50, cl->mass_recall.p95, cl->mass_recall.min);
-                }
-                msa_sb_printf(&x->sections, "\n");
-                msa_recall_result_free(&rr);
-            }
-            msa_trace_free(&t);
-        } else {
-            bad = 1;
-            snprintf(c->detail, sizeof c->detail, "%s", e.msg);
+        DIR *d = opendir(src);
+        if (!d) {
+            snprintf(missing + strlen(missing), sizeof missing - strlen(missing), " %s", src);
+            continue;
         }
-        ntr++;
+        /* sorted names: the report's order does not depend on the file system */
+        char *names[256];
+        int nn = 0;
+        struct dirent *de;
+        while ((de = readdir(d)) && nn < 256)
+            if (is_npz(de->d_name) && (names[nn] = strdup(de->d_name))) nn++;
+        closedir(d);
+        qsort(names, (size_t)nn, sizeof names[0], cmp_str);
+        for (int j = 0; j < nn; j++) {
+            char path[PATH_MAX];
+            snprintf(path, sizeof path, "%s/%s", src, names[j]);
+            if (!bad) verify_one_trace(x, c, path, skipped, sizeof skipped, &bad), ntr++;
+            free(names[j]);
+        }
     }
-    closedir(d);
     if (ntr == 0) {
         c->disp = MSA_V_NOTVERIFIED;
-        snprintf(c->summary, sizeof c->summary, "no trace in %s (record one: see README, `msa record`)", x->trace_dir);
+        snprintf(c->summary, sizeof c->summary, "no trace found (%s; record one: see README, `msa record`)",
+                 missing[0] ? missing + 1 : "empty folder");
         return;
     }
     c->disp = bad ? MSA_V_INCORRECT : MSA_V_PASSED;
     if (bad)
         snprintf(c->summary, sizeof c->summary, "%d trace(s): a replay FAILED (details below); recall tables below", ntr);
     else
-        snprintf(c->summary, sizeof c->summary, "%d trace(s) replayed and passed%s%s%s; recall tables below", ntr,
-                 skipped[0] ? " (not run on" : " on every kernel", skipped, skipped[0] ? ": the kernel could not be opened)" : "");
+        snprintf(c->summary, sizeof c->summary, "%d trace(s) replayed and passed%s%s%s; recall tables and plots below%s%s", ntr,
+                 skipped[0] ? " (not run on" : " on every kernel", skipped, skipped[0] ? ": the kernel could not be opened)" : "",
+                 missing[0] ? "; not found:" : "", missing);
 }
 
 /* ---------------------------------------------------------------- bench */

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #define SUITES(X) X(numfmt) X(rng) X(npz) X(json) X(case) X(fsutil) X(reference) X(oracle) \
-    X(cpusim) X(harness) X(cuda) X(fuzz) X(verify) X(traces) X(cli) X(badinput)
+    X(cpusim) X(harness) X(cuda) X(fuzz) X(verify) X(traces) X(recallgpu) X(cli) X(badinput)
 
 #define DECL(n) int msa_suite_##n(void) __attribute__((weak));
 SUITES(DECL)

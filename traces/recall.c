@@ -11,15 +11,21 @@
  *   forced mass      the mass inside the forced (init, local) blocks
  * over the rows with nvis > k (rows with nvis <= k select everything and are counted
  * apart).  Dense mass is computed in double, one pass over each row for all block sizes.
+ * On the GPU (--device, docs/TRACES.md 3.1) the mass and the block scores come instead from
+ * msa_cuda_block_mass in the CUDA plugin (dlopen, never linked: the same double arithmetic
+ * as cuBLAS DGEMMs, ~1e-15 from this file's numbers); everything after them is shared.
  * This file does not judge kernels and does not write reports (recall_cli.c does). */
+#include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../common/case.h"
+#include "../kernels/harness.h"
 #include "../reference/ref.h"
 #include "traces.h"
 
@@ -63,19 +69,27 @@ void msa_dist_compute(double *v, long n, msa_dist_stats *s)
 /* Is block a ranked before block b? Higher value first, ties to the lower id. */
 static int before(const double *s, int a, int b) { return s[a] > s[b] || (s[a] == s[b] && a < b); }
 
-/* Picks the best `want` blocks among [lo, hi) not in `taken`, marking them. */
-static void pick_best(const double *s, int lo, int hi, int want, unsigned char *taken)
+/* Picks the best `want` blocks among [lo, hi) not in `taken`, marking them.  One pass
+ * with a ranked buffer of `want` candidates (buf: `want` ints): `before` is a strict total
+ * order, so the set is the one repeated argmax would give, in O(n) for typical rows
+ * instead of O(n * want) (32k blocks per row at 1M keys). */
+static void pick_best(const double *s, int lo, int hi, int want, unsigned char *taken, int *buf)
 {
-    for (int w = 0; w < want; w++) {
-        int best = -1;
-        for (int b = lo; b < hi; b++)
-            if (!taken[b] && (best < 0 || before(s, b, best))) best = b;
-        if (best < 0) return;
-        taken[best] = 1;
+    int have = 0;
+    if (want <= 0) return;
+    for (int b = lo; b < hi; b++) {
+        if (taken[b] || (have == want && !before(s, b, buf[want - 1]))) continue;
+        int pos = have < want ? have++ : want - 1;
+        while (pos > 0 && before(s, b, buf[pos - 1])) {
+            buf[pos] = buf[pos - 1];
+            pos--;
+        }
+        buf[pos] = b;
     }
+    for (int i = 0; i < have; i++) taken[buf[i]] = 1;
 }
 
-static void select_mask(const double *scores, int nvis, int k, int init, int local, unsigned char *m)
+static void select_mask(const double *scores, int nvis, int k, int init, int local, unsigned char *m, int *buf)
 {
     memset(m, 0, (size_t)nvis);
     if (nvis <= k) {
@@ -84,19 +98,21 @@ static void select_mask(const double *scores, int nvis, int k, int init, int loc
     }
     for (int b = 0; b < init; b++) m[b] = 1;
     for (int b = nvis - local; b < nvis; b++) m[b] = 1;
-    pick_best(scores, 0, nvis, k - init - local, m);
+    pick_best(scores, 0, nvis, k - init - local, m, buf);
 }
 
 void msa_recall_select_row(const double *scores, int nvis, int k, int init, int local, int32_t *sel)
 {
     unsigned char *m = malloc(nvis > 0 ? (size_t)nvis : 1);
+    int *buf = malloc(sizeof *buf * (size_t)(k > 0 ? k : 1));
     int n = 0;
-    if (m) {
-        select_mask(scores, nvis, k, init, local, m);
+    if (m && buf) {
+        select_mask(scores, nvis, k, init, local, m, buf);
         for (int b = 0; b < nvis && n < k; b++)
             if (m[b]) sel[n++] = b;
-        free(m);
     }
+    free(m);
+    free(buf);
     while (n < k) sel[n++] = -1;
 }
 
@@ -243,12 +259,12 @@ typedef struct {
 
 /* Metrics of one (g, t) row at one k.  Returns 0 when the row is trivial (nvis <= k). */
 static int row_metrics(const double *scores, const double *mass, int nvis, int k, int init, int local,
-                       unsigned char *sel, unsigned char *orc, double out[4])
+                       unsigned char *sel, unsigned char *orc, int *buf, double out[4])
 {
     if (nvis <= k) return 0;
-    select_mask(scores, nvis, k, init, local, sel);
+    select_mask(scores, nvis, k, init, local, sel, buf);
     memset(orc, 0, (size_t)nvis);
-    pick_best(mass, 0, nvis, k, orc);
+    pick_best(mass, 0, nvis, k, orc, buf);
     int hit = 0;
     double m = 0, fm = 0;
     for (int b = 0; b < nvis; b++) {
@@ -263,7 +279,7 @@ static int row_metrics(const double *scores, const double *mass, int nvis, int k
     for (int b = 0; b < nvis; b++)
         if (forced[b]) fm += mass[b];
     int f = init + local, fhit = 0;
-    pick_best(mass, 0, nvis, k - f, forced);
+    pick_best(mass, 0, nvis, k - f, forced, buf);
     for (int b = 0; b < init; b++) forced[b] = 0;
     for (int b = nvis - local; b < nvis; b++) forced[b] = 0;
     for (int b = 0; b < nvis; b++) fhit += forced[b] && sel[b];
@@ -356,6 +372,120 @@ static int ref_scores(const msa_case *c, int B, int topk, int nblk, double *scor
     return rc;
 }
 
+/* ---------------------------------------------------------------- GPU path */
+
+/* msa_cuda_block_mass of the CUDA plugin (kernels/cuda/gpuref.cu documents it). */
+typedef int (*block_mass_fn)(int Lk, int nrows, int Hkv, int G, int D, int DI, const float *k, const float *q,
+                             const float *ik, const float *iq, const int *nkeys, double scale, double iscale,
+                             int nB, const int *B, const int *nblk, double *const *mass, double *const *scores,
+                             int row_stride, char *err, size_t errlen);
+#define GPU_SYMBOL "msa_cuda_block_mass"
+
+typedef struct {
+    msa_kernel k;
+    block_mass_fn fn;
+    int open;
+} recall_gpu;
+
+/* Opens the CUDA plugin (which fails without a device) and finds the entry. */
+static int gpu_open(recall_gpu *g, char *dev, size_t n, msa_err *e)
+{
+    memset(g, 0, sizeof *g);
+    int rc = msa_kernel_open("cuda", &g->k, e);
+    if (rc) return MSA_EUNSUPPORTED;
+    void *f = g->k.dl ? dlsym(g->k.dl, GPU_SYMBOL) : NULL;
+    if (!f) {
+        msa_kernel_close(&g->k);
+        return msa_fail(e, MSA_EUNSUPPORTED, "cuda plugin: no %s (an old build/libmsa_cuda.so? rebuild it)", GPU_SYMBOL);
+    }
+    memcpy(&g->fn, &f, sizeof f); /* POSIX: dlsym's pointer converts to a function pointer */
+    g->open = 1;
+    snprintf(dev, n, "gpu (%s)", g->k.be->device_name ? g->k.be->device_name(g->k.ctx) : "CUDA");
+    return MSA_OK;
+}
+
+static void gpu_close(recall_gpu *g)
+{
+    if (g->open) msa_kernel_close(&g->k);
+    g->open = 0;
+}
+
+/* Row r of a [rows][w] tensor in storage type t, widened to float (exact for every case dtype). */
+static void row_to_float(msa_dtype t, const void *base, int64_t r, int w, float *out)
+{
+    if (t == MSA_DT_BF16) { /* the common case, ~10x faster than the generic loader: a bf16 is a float's top half */
+        const uint16_t *src = (const uint16_t *)base + (size_t)r * (size_t)w;
+        for (int i = 0; i < w; i++) {
+            uint32_t u = (uint32_t)src[i] << 16;
+            memcpy(&out[i], &u, sizeof u);
+        }
+        return;
+    }
+    for (int i = 0; i < w; i++) out[i] = (float)msa_dtype_load(t, base, (size_t)r * (size_t)w + (size_t)i);
+}
+
+/* Mass and scores of the query rows of sequence b: keys gathered in logical order. */
+static int gpu_sequence(recall_gpu *g, const msa_case *c, int b, int nB, const int *B, const int *nblk,
+                        double **mass, double **scores, msa_err *e)
+{
+    int Lq = msa_case_lq(c, b), Lk = msa_case_lk(c, b), t0 = c->cu_q[b], G = c->Hq / c->Hkv;
+    if (Lq == 0) return MSA_OK;
+    if (Lk == 0) { /* nothing visible: mass 0 (as allocated), every block score -inf */
+        for (int bi = 0; bi < nB; bi++)
+            for (int gg = 0; gg < c->Hkv; gg++)
+                for (size_t x = 0; x < (size_t)Lq * (size_t)nblk[bi]; x++)
+                    scores[bi][((size_t)gg * (size_t)c->Tq + (size_t)t0) * (size_t)nblk[bi] + x] = -INFINITY;
+        return MSA_OK;
+    }
+    size_t hd = (size_t)c->Hkv * (size_t)c->D, qd = (size_t)c->Hq * (size_t)c->D, id = (size_t)c->HI * (size_t)c->DI;
+    float *kf = malloc(sizeof *kf * (size_t)Lk * hd), *ikf = malloc(sizeof *ikf * (size_t)Lk * (size_t)c->DI);
+    float *qf = malloc(sizeof *qf * (size_t)Lq * qd), *iqf = malloc(sizeof *iqf * (size_t)Lq * id);
+    int *nk = malloc(sizeof *nk * (size_t)Lq);
+    int rc = MSA_OK;
+    if (!kf || !ikf || !qf || !iqf || !nk) rc = msa_fail(e, MSA_ENOMEM, "%s: recall: out of memory for the GPU inputs", c->label);
+    for (int j = 0; !rc && j < Lk; j++) {
+        int64_t row = msa_case_kv_row(c, b, j);
+        row_to_float(c->dtype, c->k, row, (int)hd, kf + (size_t)j * hd);
+        row_to_float(c->index_dtype, c->index_k, row, c->DI, ikf + (size_t)j * (size_t)c->DI);
+    }
+    for (int i = 0; !rc && i < Lq; i++) {
+        row_to_float(c->dtype, c->q, t0 + i, (int)qd, qf + (size_t)i * qd);
+        row_to_float(c->index_dtype, c->index_q, t0 + i, (int)id, iqf + (size_t)i * id);
+        nk[i] = msa_case_qinfo(c, t0 + i).nkeys;
+    }
+    double *mp[8], *sp[8];
+    for (int bi = 0; bi < nB; bi++) {
+        mp[bi] = mass[bi] + (size_t)t0 * (size_t)nblk[bi];
+        sp[bi] = scores[bi] + (size_t)t0 * (size_t)nblk[bi];
+    }
+    char err[256] = "";
+    if (!rc && g->fn(Lk, Lq, c->Hkv, G, c->D, c->DI, kf, qf, ikf, iqf, nk, c->softmax_scale, c->index_scale, nB, B,
+                     nblk, mp, sp, c->Tq, err, sizeof err))
+        rc = msa_fail(e, MSA_EBACKEND, "%s: recall: GPU: %s", c->label, err);
+    free(kf); free(ikf); free(qf); free(iqf); free(nk);
+    return rc;
+}
+
+static int gpu_inputs(recall_gpu *g, const msa_case *c, int nB, const int *B, const int *nblk, double **mass,
+                      double **scores, msa_err *e)
+{
+    if (nB > 8) return msa_fail(e, MSA_EINPUT, "recall: at most 8 block sizes");
+    int rc = MSA_OK;
+    for (int b = 0; b < c->batch && !rc; b++) rc = gpu_sequence(g, c, b, nB, B, nblk, mass, scores, e);
+    return rc;
+}
+
+int msa_recall_gpu_inputs(const msa_case *c, int nB, const int *B, const int *nblk, double **mass, double **scores,
+                          msa_err *e)
+{
+    recall_gpu g;
+    char dev[192];
+    int rc = gpu_open(&g, dev, sizeof dev, e);
+    if (!rc) rc = gpu_inputs(&g, c, nB, B, nblk, mass, scores, e);
+    gpu_close(&g);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- the driver */
 
 static int cell_alloc(msa_recall_cell *cl, long cap, int Hkv, int nb)
@@ -437,7 +567,8 @@ static int record_block(const msa_trace *t, int ri, int bi, const msa_recall_opt
     int B = o->block[bi];
     int rc = MSA_OK;
     unsigned char *m1 = malloc((size_t)nblk), *m2 = malloc((size_t)nblk);
-    if (!m1 || !m2) rc = msa_fail(e, MSA_ENOMEM, "%s: recall: out of memory", c->label);
+    int *buf = malloc(sizeof *buf * (size_t)max_k(c, o));
+    if (!m1 || !m2 || !buf) rc = msa_fail(e, MSA_ENOMEM, "%s: recall: out of memory", c->label);
     for (int ki = 0; !rc && ki < o->ntopk; ki++) {
         int k = o->topk[ki];
         msa_recall_cell *cl = &r->cell[r->ncell];
@@ -457,7 +588,7 @@ static int record_block(const msa_trace *t, int ri, int bi, const msa_recall_opt
                 qi.nvis = (qi.nkeys + B - 1) / B; /* at this block size */
                 size_t off = ((size_t)g * (size_t)c->Tq + (size_t)tq) * (size_t)nblk;
                 double v[4];
-                if (!row_metrics(scores + off, mass + off, qi.nvis, k, init, local, m1, m2, v)) {
+                if (!row_metrics(scores + off, mass + off, qi.nvis, k, init, local, m1, m2, buf, v)) {
                     cl->trivial++;
                     continue;
                 }
@@ -470,12 +601,12 @@ static int record_block(const msa_trace *t, int ri, int bi, const msa_recall_opt
             }
         if (!cell_stats(cl, c->Hkv, o->buckets)) rc = msa_fail(e, MSA_ENOMEM, "recall: out of memory");
     }
-    free(m1); free(m2);
+    free(m1); free(m2); free(buf);
     return rc;
 }
 
 static int record_all(const msa_trace *t, int ri, const msa_recall_opts *o, msa_recall_result *r,
-                      msa_err *e)
+                      recall_gpu *gpu, msa_err *e)
 {
     const msa_case *c = &t->rec[ri].c;
     if (c->HI != c->Hkv) return msa_fail(e, MSA_EINPUT, "%s: recall: HI != Hkv", c->label);
@@ -489,9 +620,10 @@ static int record_all(const msa_trace *t, int ri, const msa_recall_opts *o, msa_
         scores[bi] = calloc(n ? n : 1, sizeof(double));
         if (!mass[bi] || !scores[bi]) rc = msa_fail(e, MSA_ENOMEM, "%s: recall: out of memory", c->label);
     }
-    if (!rc) rc = block_mass_multi(c, o->nblock, o->block, nblk, mass, o->threads, e);
+    if (!rc && gpu->open) rc = gpu_inputs(gpu, c, o->nblock, o->block, nblk, mass, scores, e);
+    else if (!rc) rc = block_mass_multi(c, o->nblock, o->block, nblk, mass, o->threads, e);
     /* reference scores: once per block size that is not a multiple of one already scored */
-    for (int bi = 0; bi < o->nblock && !rc; bi++) {
+    for (int bi = 0; bi < o->nblock && !rc && !gpu->open; bi++) {
         int from = -1;
         for (int j = 0; j < bi && from < 0; j++)
             if (o->block[bi] % o->block[j] == 0) from = j;
@@ -531,14 +663,30 @@ int msa_recall_run(msa_trace *t, const msa_recall_opts *o, msa_recall_result *r,
         for (int b = 0; !rc && b < c->batch; b++)
             if (msa_case_lk(c, b) - 1 > r->maxpos) r->maxpos = msa_case_lk(c, b) - 1;
         if (!rc && i == 0) r->init_blocks = c->init_blocks, r->local_blocks = c->local_blocks;
-        msa_trace_unload_record(t, i);
+        if (rc || t->nrec > 1) msa_trace_unload_record(t, i); /* one record: keep it for the work */
     }
     msa_ref_set_threads(nthreads(o->threads));
+    recall_gpu gpu;
+    memset(&gpu, 0, sizeof gpu);
+    int long_layer = r->maxpos + 1 >= MSA_RECALL_GPU_MIN_KEYS;
+    char why[160] = "";
+    if (!rc && (o->device == MSA_RECALL_GPU || (o->device == MSA_RECALL_AUTO && long_layer))) {
+        msa_err ge = {{0}};
+        if (gpu_open(&gpu, r->device, sizeof r->device, &ge)) {
+            if (o->device == MSA_RECALL_GPU) rc = msa_fail(e, MSA_EUNSUPPORTED, "recall: --device gpu: %s", ge.msg);
+            else snprintf(why, sizeof why, "; GPU not used: %.120s", ge.msg);
+        }
+    }
+    if (!gpu.open)
+        snprintf(r->device, sizeof r->device, "cpu (%d threads%s%s)", nthreads(o->threads), why,
+                 o->device == MSA_RECALL_AUTO && !long_layer && !why[0] ? "; auto: no sequence reaches 16384 keys" : "");
+    r->gpu = gpu.open;
     for (int i = 0; i < t->nrec && !rc; i++) {
         rc = msa_trace_load_record(t, i, e);
-        if (!rc) rc = record_all(t, i, o, r, e);
+        if (!rc) rc = record_all(t, i, o, r, &gpu, e);
         msa_trace_unload_record(t, i);
     }
+    gpu_close(&gpu);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     if (rc) msa_recall_result_free(r);

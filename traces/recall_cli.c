@@ -1,5 +1,5 @@
 /* recall_cli.c - `msa recall TRACE [--topk 4,8,16,32] [--block 32,64,128] [--buckets N]
- * [--threads N] [--plots DIR] [--out FILE.md]`: runs recall.c over a trace and writes
+ * [--threads N] [--device auto|cpu|gpu] [--plots DIR] [--out FILE.md]`: runs recall.c over a trace and writes
  * markdown tables (pooled over layers, per layer, per group, per position bucket) and,
  * when gnuplot is installed, PNG plots of recall against position and against layer.
  * It only formats; every number comes from msa_recall_run. */
@@ -137,14 +137,16 @@ static int write_text(const char *path, msa_sbuf *b, msa_err *e)
 }
 
 /* One data file per B: columns x, then (p50, p5) mass recall for each k. */
-static int plot_one(const char *dir, const msa_recall_result *r, const msa_recall_opts *o, int B, int by_layer,
-                    const int *ids, int nid, msa_sbuf *md, msa_err *e)
+static int plot_one(const char *dir, const char *link, int draw, const msa_recall_result *r,
+                    const msa_recall_opts *o, int B, int by_layer, const int *ids, int nid, msa_sbuf *md,
+                    msa_err *e)
 {
-    char dat[1024], gp[1024], png[1024];
+    char dat[1024], gp[1024], png[256], datname[256];
     const char *what = by_layer ? "layer" : "position";
     snprintf(dat, sizeof dat, "%s/recall_%s_B%d.dat", dir, what, B);
     snprintf(gp, sizeof gp, "%s/recall_%s_B%d.gp", dir, what, B);
-    snprintf(png, sizeof png, "%s/recall_%s_B%d.png", dir, what, B);
+    snprintf(png, sizeof png, "recall_%s_B%d.png", what, B); /* relative: gnuplot runs in dir */
+    snprintf(datname, sizeof datname, "recall_%s_B%d.dat", what, B);
     msa_sbuf d = {0}, g = {0};
     for (int i = 0; i < nid; i++) {
         double x = by_layer ? ids[i] : (ids[i] + 0.5) * (double)(r->maxpos + 1) / r->buckets;
@@ -162,37 +164,44 @@ static int plot_one(const char *dir, const msa_recall_result *r, const msa_recal
                   png, by_layer ? "layer" : "query position (bucket centre)", what, B);
     for (int ki = 0; ki < o->ntopk; ki++)
         msa_sb_printf(&g, "%s'%s' using 1:%d with linespoints lw 2 lc %d title 'k=%d', '%s' using 1:%d with lines lw 1 lc %d notitle",
-                      ki ? ", " : "", dat, 2 + 2 * ki, ki + 1, o->topk[ki], dat, 3 + 2 * ki, ki + 1);
+                      ki ? ", " : "", datname, 2 + 2 * ki, ki + 1, o->topk[ki], datname, 3 + 2 * ki, ki + 1);
     msa_sb_printf(&g, "\n");
     int rc = write_text(dat, &d, e);
     if (!rc) rc = write_text(gp, &g, e);
     msa_sb_free(&d);
     msa_sb_free(&g);
     if (rc) return rc;
-    char cmd[2200];
-    snprintf(cmd, sizeof cmd, "gnuplot '%s' 2>&1", gp);
-    if (system(cmd) != 0) return msa_fail(e, MSA_EIO, "%s: gnuplot failed", gp);
-    msa_sb_printf(md, "\n![mass recall by %s, B=%d](%s)\n", what, B, png);
+    if (draw) {
+        char cmd[2200];
+        snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot 'recall_%s_B%d.gp' 2>&1", dir, what, B);
+        if (system(cmd) != 0) return msa_fail(e, MSA_EIO, "%s: gnuplot failed", gp);
+    }
+    msa_sb_printf(md, "\n![mass recall by %s, B=%d](%s/%s)\n", what, B, link, png);
     return MSA_OK;
 }
 
-static int plots(const char *dir, const msa_trace *t, const msa_recall_result *r, const msa_recall_opts *o,
-                 msa_sbuf *md, msa_err *e)
+/* Writes each plot's data and gnuplot script into dir and, when gnuplot is installed, draws
+ * the PNGs there; md links them as LINK/recall_*.png (LINK: dir as the markdown's reader
+ * reaches it).  Without gnuplot the scripts stay, with a line saying how to draw them. */
+int msa_recall_plots(const char *dir, const char *link, const msa_trace *t, const msa_recall_result *r,
+                     const msa_recall_opts *o, msa_sbuf *md, msa_err *e)
 {
-    if (!have_gnuplot()) {
-        fprintf(stderr, "msa recall: --plots: gnuplot not found in PATH (apt install gnuplot-nox); tables written without plots\n");
-        msa_sb_printf(md, "\n(plots skipped: gnuplot not installed)\n");
-        return MSA_OK;
-    }
+    int draw = have_gnuplot();
     if (strchr(dir, '\'')) return msa_fail(e, MSA_EINPUT, "%s: --plots: folder name must not contain a quote", dir);
+    if (!draw) {
+        fprintf(stderr, "msa recall: --plots: gnuplot not found in PATH (apt install gnuplot-nox); "
+                        "data and scripts written to %s, PNGs not drawn\n", dir);
+        msa_sb_printf(md, "\n(plots not drawn here: gnuplot is not installed on this machine; "
+                          "`cd %s && for f in *.gp; do gnuplot $f; done` draws them from the data written beside them)\n", link);
+    }
     int rc = msa_mkdirs(dir, e);
     int *ids = malloc(sizeof *ids * (size_t)(t->nrec + r->buckets + 1));
     if (!ids) return msa_fail(e, MSA_ENOMEM, "recall: out of memory");
     for (int bi = 0; bi < o->nblock && !rc; bi++) {
         int n = layer_ids(t, ids);
-        rc = plot_one(dir, r, o, o->block[bi], 1, ids, n, md, e);
+        rc = plot_one(dir, link, draw, r, o, o->block[bi], 1, ids, n, md, e);
         for (int q = 0; q < r->buckets; q++) ids[q] = q;
-        if (!rc) rc = plot_one(dir, r, o, o->block[bi], 0, ids, r->buckets, md, e);
+        if (!rc) rc = plot_one(dir, link, draw, r, o, o->block[bi], 0, ids, r->buckets, md, e);
     }
     free(ids);
     return rc;
@@ -203,19 +212,20 @@ static int plots(const char *dir, const msa_trace *t, const msa_recall_result *r
 static int usage(void)
 {
     fprintf(stderr, "usage: msa recall TRACE [--topk 4,8,16,32] [--block 32,64,128] [--buckets N] "
-                    "[--threads N] [--plots DIR] [--out FILE.md]\n");
+                    "[--threads N] [--device auto|cpu|gpu] [--plots DIR] [--out FILE.md]\n");
     return 2;
 }
 
-static void report(msa_sbuf *b, const char *path, const msa_trace *t, const msa_recall_result *r,
+void msa_recall_report(msa_sbuf *b, const char *path, const msa_trace *t, const msa_recall_result *r,
                    const msa_recall_opts *o)
 {
     msa_sb_printf(b, "## MSA recall: %s\n\nModel: %s; index: %s; %d records; %.1f s.\n"
                      "Selection: the reference's index branch (fast mode) on the trace's index q/k, "
                      "MSA's rule (init %d, local %d forced when k allows). Dense mass: causal softmax "
-                     "in double, averaged over each group's query heads.\n",
+                     "in double, averaged over each group's query heads.\nComputed on: %s%s.\n",
                   path, t->model[0] ? t->model : "?", t->index_kind[0] ? t->index_kind : "?", t->nrec,
-                  r->seconds, r->init_blocks, r->local_blocks);
+                  r->seconds, r->init_blocks, r->local_blocks, r->device,
+                  r->gpu ? " (dense mass and index block scores as cuBLAS fp64 GEMMs, kernels/cuda/gpuref.cu)" : "");
     summary_table(b, r, o);
     int *ids = malloc(sizeof *ids * (size_t)(t->nrec + r->Hkv + r->buckets + 1));
     if (!ids) {
@@ -247,12 +257,17 @@ int msa_recall_main(int argc, char **argv)
         else if (!strcmp(a, "--block") && v) bad = parse_list(v, o.block, 8, &o.nblock), i++;
         else if (!strcmp(a, "--buckets") && v) bad = (o.buckets = atoi(v)) < 1 || o.buckets > 64, i++;
         else if (!strcmp(a, "--threads") && v) bad = (o.threads = atoi(v)) < 1 || o.threads > 64, i++;
-        else if (!strcmp(a, "--plots") && v) plotdir = v, i++;
+        else if (!strcmp(a, "--device") && v) {
+            bad = strcmp(v, "auto") && strcmp(v, "cpu") && strcmp(v, "gpu");
+            o.device = !strcmp(v, "gpu") ? MSA_RECALL_GPU : !strcmp(v, "cpu") ? MSA_RECALL_CPU : MSA_RECALL_AUTO;
+            i++;
+        } else if (!strcmp(a, "--plots") && v) plotdir = v, i++;
         else if (!strcmp(a, "--out") && v) out = v, i++;
         else if (a[0] != '-' && !path) path = a;
         else return usage();
         if (bad) {
-            fprintf(stderr, "msa recall: %s: bad value '%s'\n", a, v);
+            fprintf(stderr, "msa recall: %s: bad value '%s'%s\n", a, v,
+                    !strcmp(a, "--device") ? " (auto, cpu or gpu)" : "");
             return 2;
         }
     }
@@ -266,10 +281,11 @@ int msa_recall_main(int argc, char **argv)
         return 2;
     }
     rc = msa_recall_run(&t, &o, &r, &e);
+    if (!rc) fprintf(stderr, "msa recall: device: %s\n", r.device);
     msa_sbuf md = {0};
     if (!rc) {
-        report(&md, path, &t, &r, &o);
-        if (plotdir) rc = plots(plotdir, &t, &r, &o, &md, &e);
+        msa_recall_report(&md, path, &t, &r, &o);
+        if (plotdir) rc = msa_recall_plots(plotdir, plotdir, &t, &r, &o, &md, &e);
     }
     if (!rc && out) rc = write_text(out, &md, &e);
     else if (!rc) fwrite(md.s ? md.s : "", 1, md.len, stdout);

@@ -455,7 +455,9 @@ static int parse_records(const msa_json *recs, const char *label, msa_trace *t, 
     for (int i = 0; i < t->nrec; i++) { /* validate everything now, keep nothing expanded */
         int rc = msa_trace_load_record(t, i, e);
         if (rc) return rc;
-        msa_trace_unload_record(t, i);
+        /* ...except a trace's only record (a synthetic 1M-token layer expands to GBs: loading
+         * it twice costs seconds); the first load_record call then finds it ready */
+        if (t->nrec > 1) msa_trace_unload_record(t, i);
     }
     return MSA_OK;
 }

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "../common/case.h"
+#include "../common/fsutil.h"
 #include "../common/npz.h"
 
 #define MSA_TRACE_FORMAT "msa-trace"
@@ -102,11 +103,19 @@ int msa_trace_write(msa_trace_writer *w, const char *path, const char *meta_json
 void msa_trace_writer_free(msa_trace_writer *w);
 
 /* ---- recall (MSA.md section 8) ---- */
+/* Where dense mass and index block scores are computed: the CPU (recall.c, double), or the
+ * cuBLAS fp64 GPU path of the CUDA plugin (msa_cuda_block_mass in kernels/cuda/gpuref.cu,
+ * reached by dlopen: the CPU binary never links CUDA).  AUTO takes the GPU when the plugin
+ * loads, finds a device, and some sequence has at least MSA_RECALL_GPU_MIN_KEYS keys. */
+typedef enum { MSA_RECALL_AUTO = 0, MSA_RECALL_CPU = 1, MSA_RECALL_GPU = 2 } msa_recall_device;
+#define MSA_RECALL_GPU_MIN_KEYS 16384
+
 typedef struct {
     int ntopk, nblock;
     int topk[8], block[8];
     int buckets;      /* query-position buckets (default 4) */
     int threads;      /* 0: online CPUs */
+    msa_recall_device device;
 } msa_recall_opts;
 
 /* One distribution of per-(query, group) values. */
@@ -135,6 +144,8 @@ typedef struct {
     int init_blocks, local_blocks; /* forced blocks of the first record (as recorded) */
     msa_recall_cell *cell;
     double seconds;
+    int gpu;                       /* 1: mass and scores came from the GPU path */
+    char device[192];              /* "cpu (N threads)" or "gpu (device name)" */
 } msa_recall_result;
 
 int msa_recall_run(msa_trace *t, const msa_recall_opts *o, msa_recall_result *r, msa_err *e);
@@ -147,8 +158,27 @@ int msa_recall_block_mass(const msa_case *c, int B, int nblk, double *mass, int 
  * the rule of MSA.md 4.3, applied to scores the reference computed. */
 void msa_recall_select_row(const double *scores, int nvis, int k, int init, int local,
                            int32_t *sel);
+/* The GPU path's inputs for the same quantities (block mass as above and block scores as
+ * msa_ref_select returns them, fast mode), all block sizes at once, on the CUDA plugin;
+ * MSA_EUNSUPPORTED (with the reason) when no plugin or no GPU.  For the tests. */
+int msa_recall_gpu_inputs(const msa_case *c, int nB, const int *B, const int *nblk, double **mass,
+                          double **scores, msa_err *e);
 /* Statistics of n values (sorted in place). */
 void msa_dist_compute(double *v, long n, msa_dist_stats *s);
+
+/* ---- a synthetic long layer (traces/synth.c, `msa gen --trace`, docs/TRACES.md 5) ---- */
+#define MSA_SYNTH_MAX_TOKENS (1 << 24)
+typedef struct {
+    int64_t tokens;            /* keys of the one sequence (--lk) */
+    int windows, window_len;   /* query rows: window_len rows ending at floor((w+1)T/W)-1 */
+    int Hq, Hkv, D;            /* DI = Hkv * D (oracle index) */
+    int block_size, topk, init_blocks, local_blocks;
+    double q_scale;            /* q = q_scale * N(0,1): sharper softmax for larger values */
+    uint64_t seed;
+    int record_topk;           /* 1: record the reference's selection (fast mode) */
+} msa_synth_opts;
+/* Writes the trace atomically; bad options -> MSA_EINPUT naming the option. */
+int msa_trace_synthetic(const msa_synth_opts *o, const char *path, int compress, msa_err *e);
 
 /* ---- GGUF (the subset llama.cpp model files use) ---- */
 typedef enum {
@@ -216,6 +246,12 @@ int msa_bpe_find(const msa_bpe *b, const char *token_text);
 
 /* ---- CLI entries (argv[0] is the subcommand name); exit codes 0 / 1 / 2 ---- */
 int msa_replay_main(int argc, char **argv);
+/* The markdown of `msa recall` (tables) and its plots (msa_recall_plots: data, gnuplot
+ * scripts and, with gnuplot installed, PNGs in DIR, linked as LINK/...), for REPORT.md. */
+void msa_recall_report(msa_sbuf *b, const char *path, const msa_trace *t, const msa_recall_result *r,
+                       const msa_recall_opts *o);
+int msa_recall_plots(const char *dir, const char *link, const msa_trace *t, const msa_recall_result *r,
+                     const msa_recall_opts *o, msa_sbuf *md, msa_err *e);
 int msa_recall_main(int argc, char **argv);
 int msa_record_main(int argc, char **argv);
 
