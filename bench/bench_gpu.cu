@@ -7,12 +7,18 @@
  * launch with CUDA events; medians are printed.  Inputs: fresh pseudo-random bf16 data
  * (never zeros), two input sets used in rotation where they fit in memory.  It prints one
  * markdown table per part.  It does not judge correctness: tests/test_cuda.c does.
- * Usage: msa_bench_gpu [--lib PATH] [--prefill 8192,16384,...] [--decode 8192,...] [--reps R] */
+ * Decode runs `--decode-batch` sequences of `--decode-lq` query tokens each (default 1 x 1),
+ * with bf16 or fp8 e4m3 index keys and queries (`--index-dtype`); $MSA_CUDA_DECODE=0 makes
+ * the backend use its prefill kernels for decode too (A/B against kernels/cuda/decode.cu).
+ * Usage: msa_bench_gpu [--lib PATH] [--prefill 8192,16384,...] [--decode 8192,...] [--reps R]
+ *        [--dense-max N] [--index-dtype bf16|e4m3] [--decode-batch NB] [--decode-lq Q] */
 #include <algorithm>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 #include <dlfcn.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +55,25 @@ __global__ void fill_bf16(__nv_bfloat16 *x, size_t n, uint64_t seed, float scale
     }
 }
 
+/* the same pseudo-normal values, rounded to fp8 e4m3 (saturating; index tensors) */
+__global__ void fill_e4m3(uint8_t *x, size_t n, uint64_t seed, float scale)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint64_t h = (i + 1) * 0x9E3779B97F4A7C15ull ^ seed;
+        h ^= h >> 31; h *= 0xBF58476D1CE4E5B9ull; h ^= h >> 29;
+        float u = ((h & 0xffff) + ((h >> 16) & 0xffff) + ((h >> 32) & 0xffff) + (h >> 48)) / 65536.f - 2.f;
+        x[i] = (uint8_t)__nv_cvt_float_to_fp8(u * 1.7320508f * scale, __NV_SATFINITE, __NV_E4M3);
+    }
+}
+
+static msa_dtype g_idt = MSA_DT_BF16; /* index q/k dtype (--index-dtype) */
+
+static void fill_index(void *x, size_t n, uint64_t seed)
+{
+    if (g_idt == MSA_DT_E4M3) fill_e4m3<<<1024, 256>>>((uint8_t *)x, n, seed, 1.f);
+    else fill_bf16<<<1024, 256>>>((__nv_bfloat16 *)x, n, seed, 1.f);
+}
+
 static float median(std::vector<float> v)
 {
     std::sort(v.begin(), v.end());
@@ -59,7 +84,7 @@ struct inputs {
     void *q, *k, *v, *iq, *ik, *out;
     float *lse;
     int32_t *topk, *cq, *ck;
-    int32_t hq[2], hk[2];
+    std::vector<int32_t> hq, hk;
     msa_problem p;
 };
 
@@ -70,34 +95,37 @@ static void *dalloc(size_t n)
     return p;
 }
 
-static void make_inputs(inputs *in, int lq, int lk, uint64_t seed)
+/* nb sequences of lq queries over lk keys each (contiguous KV) */
+static void make_inputs(inputs *in, int lq, int lk, uint64_t seed, int nb = 1)
 {
-    size_t nq = (size_t)lq * HQ * D, nk = (size_t)lk * HKV * D;
+    size_t tq = (size_t)nb * lq, tk = (size_t)nb * lk, ie = g_idt == MSA_DT_E4M3 ? 1 : 2;
+    size_t nq = tq * HQ * D, nk = tk * HKV * D;
     in->q = dalloc(nq * 2); in->out = dalloc(nq * 2); in->k = dalloc(nk * 2); in->v = dalloc(nk * 2);
-    in->iq = dalloc((size_t)lq * HKV * DI * 2); in->ik = dalloc((size_t)lk * DI * 2);
-    in->lse = (float *)dalloc((size_t)lq * HQ * 4); in->topk = (int32_t *)dalloc((size_t)HKV * lq * TOPK * 4);
-    in->cq = (int32_t *)dalloc(8); in->ck = (int32_t *)dalloc(8);
+    in->iq = dalloc(tq * HKV * DI * ie); in->ik = dalloc(tk * DI * ie);
+    in->lse = (float *)dalloc(tq * HQ * 4); in->topk = (int32_t *)dalloc((size_t)HKV * tq * TOPK * 4);
+    in->cq = (int32_t *)dalloc(4 * (nb + 1)); in->ck = (int32_t *)dalloc(4 * (nb + 1));
     fill_bf16<<<1024, 256>>>((__nv_bfloat16 *)in->q, nq, seed + 1, 1.f);
     fill_bf16<<<1024, 256>>>((__nv_bfloat16 *)in->k, nk, seed + 2, 1.f);
     fill_bf16<<<1024, 256>>>((__nv_bfloat16 *)in->v, nk, seed + 3, 1.f);
-    fill_bf16<<<1024, 256>>>((__nv_bfloat16 *)in->iq, (size_t)lq * HKV * DI, seed + 4, 1.f);
-    fill_bf16<<<1024, 256>>>((__nv_bfloat16 *)in->ik, (size_t)lk * DI, seed + 5, 1.f);
+    fill_index(in->iq, tq * HKV * DI, seed + 4);
+    fill_index(in->ik, tk * DI, seed + 5);
     CK(cudaGetLastError());
-    in->hq[0] = in->hk[0] = 0; in->hq[1] = lq; in->hk[1] = lk;
-    CK(cudaMemcpy(in->cq, in->hq, 8, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(in->ck, in->hk, 8, cudaMemcpyHostToDevice));
+    in->hq.assign(nb + 1, 0); in->hk.assign(nb + 1, 0);
+    for (int b = 0; b < nb; ++b) { in->hq[b + 1] = (b + 1) * lq; in->hk[b + 1] = (b + 1) * lk; }
+    CK(cudaMemcpy(in->cq, in->hq.data(), 4 * (nb + 1), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(in->ck, in->hk.data(), 4 * (nb + 1), cudaMemcpyHostToDevice));
     CK(cudaDeviceSynchronize());
     msa_problem *p = &in->p;
     memset(p, 0, sizeof *p);
-    p->abi_version = MSA_ABI_VERSION; p->batch = 1; p->total_q = lq; p->kv_rows = lk;
+    p->abi_version = MSA_ABI_VERSION; p->batch = nb; p->total_q = (int)tq; p->kv_rows = (int)tk;
     p->Hq = HQ; p->Hkv = HKV; p->D = D; p->HI = HKV; p->DI = DI; p->block_size = BS; p->topk = TOPK;
     p->init_blocks = 0; p->local_blocks = LOCAL; p->causal = 1; p->nblk = (lk + BS - 1) / BS;
     p->max_lq = lq; p->max_lk = lk;
     p->softmax_scale_f64 = 1 / sqrt((double)D); p->softmax_scale = (float)p->softmax_scale_f64;
     p->index_scale_f64 = 1 / sqrt((double)DI); p->index_scale = (float)p->index_scale_f64;
-    p->dtype = MSA_DT_BF16; p->index_dtype = MSA_DT_BF16;
+    p->dtype = MSA_DT_BF16; p->index_dtype = g_idt;
     p->cu_seqlens_q = in->cq; p->cu_seqlens_k = in->ck;
-    p->cu_seqlens_q_host = in->hq; p->cu_seqlens_k_host = in->hk;
+    p->cu_seqlens_q_host = in->hq.data(); p->cu_seqlens_k_host = in->hk.data();
     p->q = in->q; p->k = in->k; p->v = in->v; p->index_q = in->iq; p->index_k = in->ik;
 }
 
@@ -201,14 +229,23 @@ int main(int argc, char **argv)
 {
     char lib[4096] = "";
     const char *pre = "8192,16384,32768,65536,131072", *dec = "8192,32768,131072,524288,1048576";
-    int reps = 7, dense_max = 131072;
+    int reps = 7, dense_max = 131072, dec_nb = 1, dec_lq = 1, ceilings = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--lib")) snprintf(lib, sizeof lib, "%s", argv[i + 1]);
         else if (!strcmp(argv[i], "--prefill")) pre = argv[i + 1];
         else if (!strcmp(argv[i], "--decode")) dec = argv[i + 1];
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--dense-max")) dense_max = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--decode-batch")) dec_nb = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--decode-lq")) dec_lq = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--ceilings")) ceilings = atoi(argv[i + 1]); /* 0: skip (sanitizer runs) */
+        else if (!strcmp(argv[i], "--index-dtype")) {
+            if (!strcmp(argv[i + 1], "e4m3")) g_idt = MSA_DT_E4M3;
+            else if (!strcmp(argv[i + 1], "bf16")) g_idt = MSA_DT_BF16;
+            else { printf("--index-dtype: bf16 or e4m3, not %s\n", argv[i + 1]); return 2; }
+        }
     }
+    if (dec_nb < 1 || dec_lq < 1) { printf("--decode-batch and --decode-lq must be >= 1\n"); return 2; }
     if (!*lib) { /* next to the executable */
         ssize_t n = readlink("/proc/self/exe", lib, sizeof lib - 32);
         lib[n > 0 ? n : 0] = 0;
@@ -219,9 +256,11 @@ int main(int argc, char **argv)
     if (!dl) { printf("cannot load %s: %s\n", lib, dlerror()); return 1; }
     g_be = ((msa_backend_entry_fn)dlsym(dl, MSA_BACKEND_SYMBOL))();
     g_time = (time_fn)dlsym(dl, "msa_cuda_time");
+    typedef int (*path_fn)(const msa_problem *);
+    path_fn decode_path = (path_fn)dlsym(dl, "msa_cuda_decode_path");
     if (!g_be || !g_time || g_be->init(&g_ctx)) { printf("backend init failed\n"); return 1; }
     printf("# msa_bench_gpu on %s\n\n", g_be->device_name(g_ctx));
-    double bw = copy_ceiling_gbs(), tf = gemm_ceiling_tflops();
+    double bw = ceilings ? copy_ceiling_gbs() : NAN, tf = ceilings ? gemm_ceiling_tflops() : NAN;
     printf("Ceilings: device copy %.0f GB/s (read+write, 2 GiB), cuBLAS bf16 GEMM 8192^3 %.0f TFLOP/s\n\n", bw, tf);
 
     printf("## Prefill (batch 1, causal, M3 shape; median of %d graph launches)\n\n", reps);
@@ -232,8 +271,9 @@ int main(int argc, char **argv)
         inputs in[2];
         for (int i = 0; i < nin; ++i) make_inputs(&in[i], N, N, 1000 * N + 17 * i);
         size_t ws = 0;
-        int r = N >= 262144 ? 3 : reps;
-        float tf_ = time_entry(in, nin, 0, 2, r, &ws);
+        /* one warm-up and one timed launch from 512k on: a launch lasts seconds there */
+        int r = N >= 524288 ? 1 : N >= 262144 ? 3 : reps;
+        float tf_ = time_entry(in, nin, 0, N >= 524288 ? 1 : 2, r, &ws);
         float ts = time_entry(in, nin, 1, 1, r, nullptr);
         float ta = time_entry(in, nin, 2, 1, r, nullptr);
         float td = N <= dense_max ? time_entry(in, nin, 3, 1, N >= 65536 ? 3 : r, nullptr) : 0.f;
@@ -250,21 +290,30 @@ int main(int argc, char **argv)
         for (int i = 0; i < nin; ++i) free_inputs(&in[i]);
     }
 
-    printf("\n## Decode (batch 1, 1 query token, M3 shape; median of %d graph launches)\n\n", reps);
+    const char *idn = g_idt == MSA_DT_E4M3 ? "e4m3" : "bf16";
+    printf("\n## Decode (batch %d, %d query token%s each, %s index keys, M3 shape; median of %d graph launches)\n\n",
+           dec_nb, dec_lq, dec_lq > 1 ? "s" : "", idn, reps * 3);
     printf("| N | MSA decode ms | index scan GB/s (%% copy) | dense (ours) ms | dense K/V GB/s (%% copy) | MSA vs our dense |\n");
     printf("|---|---|---|---|---|---|\n");
+    const char *path = "?";
     for (int N : parse_list(dec)) {
-        int nin = N <= 262144 ? 2 : 1;
+        size_t per = (size_t)N * (2 * HKV * D * 2 + DI * 2); /* bytes of one sequence's K, V, index keys */
+        int nin = per * dec_nb <= ((size_t)1 << 30) ? 2 : 1;
         inputs in[2];
-        for (int i = 0; i < nin; ++i) make_inputs(&in[i], 1, N, 7000 * N + 31 * i);
+        for (int i = 0; i < nin; ++i) make_inputs(&in[i], dec_lq, N, 7000 * N + 31 * i, dec_nb);
+        if (decode_path) path = decode_path(&in[0].p) ? "decode.cu" : "prefill kernels";
         float tm = time_entry(in, nin, 0, 3, reps * 3, nullptr);
-        float td = time_entry(in, nin, 3, 3, reps * 3, nullptr);
-        double bi = (double)N * DI * 2, bd = 2.0 * N * HKV * D * 2;
-        printf("| %d | %.4f | %.0f (%.0f%%) | %.4f | %.0f (%.0f%%) | %.2fx |\n", N, tm, bi / tm / 1e6, 100 * bi / tm / 1e6 / bw, td,
-               bd / td / 1e6, 100 * bd / td / 1e6 / bw, td / tm);
+        float td = N <= dense_max || dec_nb * dec_lq == 1 ? time_entry(in, nin, 3, 3, reps * 3, nullptr) : 0.f;
+        double bi = (double)dec_nb * N * DI * (g_idt == MSA_DT_E4M3 ? 1 : 2), bd = 2.0 * dec_nb * N * HKV * D * 2;
+        if (td > 0)
+            printf("| %d | %.4f | %.0f (%.0f%%) | %.4f | %.0f (%.0f%%) | %.2fx |\n", N, tm, bi / tm / 1e6,
+                   100 * bi / tm / 1e6 / bw, td, bd / td / 1e6, 100 * bd / td / 1e6 / bw, td / tm);
+        else
+            printf("| %d | %.4f | %.0f (%.0f%%) | - | - | - |\n", N, tm, bi / tm / 1e6, 100 * bi / tm / 1e6 / bw);
         fflush(stdout);
         for (int i = 0; i < nin; ++i) free_inputs(&in[i]);
     }
+    printf("\nDecode ran on the backend's %s path.\n", path);
     g_be->fini(g_ctx);
     return 0;
 }

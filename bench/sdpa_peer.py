@@ -2,7 +2,8 @@
 """sdpa_peer.py - the dense-attention peer for bench/bench_gpu.cu (issue 8): PyTorch's
 scaled_dot_product_attention on the GPU test machine, at MiniMax-M3's shape (Hq 64, Hkv 4,
 D 128, bf16), causal prefill and single-token decode, timed with CUDA events after warm-up
-(median), two input sets in rotation below 64k tokens, random data.
+(median; launches enqueued back to back, CUDA-graph replay where capture works, as
+bench_gpu.cu times our kernels), two input sets in rotation below 64k tokens, random data.
 
 Backends: cuDNN and flash (torch.nn.attention.sdpa_kernel), GQA through enable_gqa=True,
 or K/V expanded with repeat_interleave (outside the timed region) when a backend refuses
@@ -23,18 +24,21 @@ HQ, HKV, D = 64, 4, 128
 def timed(fn, warm, reps):
     for _ in range(warm):
         fn(0)
-    ts = []
+    torch.cuda.synchronize()
+    # every launch enqueued back to back, an event between two, one synchronisation at the
+    # end: launch i is timed on the GPU from the end of launch i-1 to its own end, so the
+    # host's (Python's) launch latency is not in the figure; msa_cuda_time does the same
+    ev = [torch.cuda.Event(enable_timing=True) for _ in range(reps + 1)]
+    ev[0].record()
     for i in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
         fn(i)
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b))
+        ev[i + 1].record()
+    torch.cuda.synchronize()
+    ts = [ev[i].elapsed_time(ev[i + 1]) for i in range(reps)]
     return statistics.median(ts)
 
 
-def run(backend, lq, lk, causal, nsets, reps):
+def run(backend, lq, lk, causal, nsets, reps, warm=3, graph=True):
     sets = []
     for s in range(nsets):
         g = torch.Generator(device="cuda").manual_seed(1000 * lk + s)
@@ -53,8 +57,24 @@ def run(backend, lq, lk, causal, nsets, reps):
             mode = "repeat_interleave"
             sets = [(q, k.repeat_interleave(HQ // HKV, 1), v.repeat_interleave(HQ // HKV, 1)) for q, k, v in sets]
             fn = lambda i: F.scaled_dot_product_attention(*sets[i % nsets], is_causal=causal)
+        # as our kernels are timed: one CUDA graph per input set, replayed; eager launches
+        # when capture fails (the table says which)
         try:
-            return timed(fn, 3, reps), mode
+            if not graph:
+                raise RuntimeError("eager")
+            graphs = []
+            for i in range(nsets):
+                fn(i)  # the backend's own warm-up and workspace, outside the capture
+                torch.cuda.synchronize()
+                gr = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(gr):
+                    fn(i)
+                graphs.append(gr)
+            run_fn, how = (lambda i: graphs[i % nsets].replay()), mode + ", graph"
+        except Exception:
+            run_fn, how = fn, mode + ", eager"
+        try:
+            return timed(run_fn, warm, reps), how
         except Exception as e:
             return None, f"failed: {str(e).splitlines()[0][:60]}"
 
@@ -67,16 +87,20 @@ def main():
     print(f"# sdpa_peer on {torch.cuda.get_device_name()} (torch {torch.__version__})\n")
     backends = [("cuDNN", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION)]
     print("## Dense causal prefill (batch 1, Hq 64, Hkv 4, D 128, bf16)\n")
-    print("| N | backend | ms | TFLOP/s | GQA via |\n|---|---|---|---|---|")
+    print("| N | backend | ms | TFLOP/s | GQA via, launch |\n|---|---|---|---|---|")
     for n in [int(x) for x in a.prefill.split(",") if x]:
         flop = 4.0 * HQ * D * n * (n + 1) / 2
         for name, be in backends:
-            ms, mode = run(be, n, n, True, 2 if n < 65536 else 1, 10 if n < 65536 else 3)
+            if n >= 524288 and name != "cuDNN":
+                continue  # the fastest backend only: one launch lasts tens of seconds there
+            big = n >= 524288  # one warm-up, one timed launch, eager (launch cost is nothing there)
+            ms, mode = run(be, n, n, True, 2 if n < 65536 else 1, 1 if big else 10 if n < 65536 else 3,
+                           warm=1 if big else 3, graph=not big)
             tf = f"{flop / ms / 1e9:.0f}" if ms else "-"
             print(f"| {n} | {name} | {ms if ms is None else round(ms, 3)} | {tf} | {mode} |", flush=True)
             torch.cuda.empty_cache()
     print("\n## Dense decode (batch 1, 1 query token)\n")
-    print("| N | backend | ms | K/V GB/s | GQA via |\n|---|---|---|---|---|")
+    print("| N | backend | ms | K/V GB/s | GQA via, launch |\n|---|---|---|---|---|")
     for n in [int(x) for x in a.decode.split(",") if x]:
         byts = 2.0 * n * HKV * D * 2
         for name, be in backends:

@@ -8,6 +8,12 @@
  * host synchronisation and a fixed grid (it is what forward_replay captures).  Workspace:
  * per query chunk O(rows * (k*Hq*D + HI*nblk)), the chunk size bounded by a byte budget,
  * so it grows with N*k (+ N*N/B per chunk row, bounded), never with N^2.
+ * Decode path (decode.cu): a plan whose sequences all have Lq <= 16 (and max Lq * HI <=
+ * 64, index rows of 64/128/256/512 bytes, nblk <= 16384; cu_decode_ok) runs the
+ * bandwidth-bound index scan, the register top-k, split-K attention over the selected
+ * blocks and the merge instead of the prefill kernels; same declared arithmetic (the
+ * per-block partials and the merge are the same computation).  $MSA_CUDA_DECODE=0 turns
+ * it off (benchmark A/B).
  * Not here: fp32 or e4m3 Q/K/V, fp32 index tensors, D outside {64,128,256}, B outside
  * {16,32,64,128} (supports() says MSA_EUNSUPPORTED). */
 #include <stdarg.h>
@@ -82,6 +88,7 @@ static int cu_init_body(msa_cu_ctx *c)
     CU_CHECK(c, msa_cu_sparse_set_attributes(), "cudaFuncSetAttribute(sparse)");
     CU_CHECK(c, msa_cu_dense_set_attributes(), "cudaFuncSetAttribute(dense)");
     CU_CHECK(c, msa_cu_index_set_attributes(), "cudaFuncSetAttribute(index)");
+    CU_CHECK(c, msa_cu_decode_set_attributes(), "cudaFuncSetAttribute(decode)");
     CU_CHECK(c, cudaStreamCreateWithFlags(&c->cap, cudaStreamNonBlocking), "cudaStreamCreate");
     return 0;
 }
@@ -178,9 +185,34 @@ static msa_cu_prob cu_prob(const msa_cu_ctx *c, const msa_problem *p)
     return d;
 }
 
+/* ---- the decode criterion ---- */
+
+/* Whether a problem takes the decode path: every sequence has at most MSA_CU_DEC_MAXQ
+ * query rows (decode, speculative decode) and decode.cu's kernels cover the shape.  The
+ * choice depends on host data only (cu_seqlens_q_host), so it is fixed per plan. */
+static int cu_decode_ok(const msa_problem *p)
+{
+    const char *env = getenv("MSA_CUDA_DECODE");
+    if (env && *env == '0') return 0;
+    int max_lq = 0;
+    for (int b = 0; b < p->batch; ++b) {
+        int lq = p->cu_seqlens_q_host[b + 1] - p->cu_seqlens_q_host[b];
+        max_lq = lq > max_lq ? lq : max_lq;
+    }
+    int kind = p->index_dtype == MSA_DT_E4M3 ? MSA_CU_IDX_E4M3 : p->index_dtype == MSA_DT_FP16 ? MSA_CU_IDX_FP16 : MSA_CU_IDX_BF16;
+    return msa_cu_decode_shape_ok(p->DI, kind, max_lq, p->HI, p->nblk);
+}
+
+/* For tests and benchmarks: 1 when the problem (host fields only) takes the decode path. */
+extern "C" int msa_cuda_decode_path(const msa_problem *p)
+{
+    return p && p->batch >= 1 && p->cu_seqlens_q_host && cu_decode_ok(p);
+}
+
 /* ---- the plan: tiles, chunks and workspace carving ---- */
 struct cu_plan {
     msa_cu_prob d;
+    int decode;                    /* decode path (decode.cu) instead of the prefill kernels */
     int C;                         /* query rows per chunk */
     std::vector<msa_cu_chunk> chunks;
     int ndtiles;
@@ -192,8 +224,10 @@ struct cu_plan {
 static size_t cu_align(size_t x) { return (x + 255) & ~(size_t)255; }
 
 /* Validates the host copies (lengths, nblk, page ids) and builds the plan; chunk_rows 0
- * picks the chunk from the workspace budget.  Uploads everything (synchronously). */
-static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu_plan *pl)
+ * picks the chunk from the workspace budget; may_decode 0 keeps the prefill kernels (the
+ * dense and index_scores entries, which do not use the decode path).  Uploads everything
+ * (synchronously). */
+static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu_plan *pl, int may_decode = 1)
 {
     int rc = cu_supports(c, p);
     if (rc) return rc;
@@ -238,6 +272,22 @@ static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu
         }
     }
     cstart.push_back((int)qt.size());
+    /* decode scan tasks: per chunk, per sequence slice, groups of dbpc key blocks (one per
+     * warp at B = 128; at least 128 keys per warp for smaller blocks) */
+    const int decode = may_decode && cu_decode_ok(p);
+    const int dbpc = 4 * (B >= 128 ? 1 : 128 / B);
+    std::vector<int4> dtk;
+    std::vector<int> dstart;
+    for (int t0 = 0; decode && t0 < Tq; t0 += C) {
+        int t1 = t0 + C < Tq ? t0 + C : Tq;
+        dstart.push_back((int)dtk.size());
+        for (int b = 0; b < p->batch; ++b) {
+            int a = cq[b] > t0 ? cq[b] : t0, z = cq[b + 1] < t1 ? cq[b + 1] : t1;
+            int nb = (ck[b + 1] - ck[b] + B - 1) / B;
+            for (int j = 0; a < z && j * dbpc < nb; ++j) dtk.push_back(make_int4(b, a - cq[b], z - a, j));
+        }
+    }
+    dstart.push_back((int)dtk.size());
     const int per = MSA_CU_ROWS / G;
     for (int b = 0; b < p->batch; ++b)
         for (int i = 0; i < cq[b + 1] - cq[b]; i += per)
@@ -249,6 +299,7 @@ static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu
     size_t o_lb = o; o += cu_align(sizeof(int) * (NB + 1));
     size_t o_qt = o; o += cu_align(sizeof(int4) * (qt.size() + 1));
     size_t o_dt = o; o += cu_align(sizeof(int4) * (dt.size() + 1));
+    size_t o_dk = o; o += cu_align(sizeof(int4) * (dtk.size() + 1));
     size_t o_cnt = o; o += 3 * cu_align(sizeof(int) * ncell);
     size_t o_ent = o; o += cu_align(sizeof(int) * (size_t)C * p->Hkv * K);
     size_t o_S = o; o += cu_align(sizeof(float) * (size_t)C * p->HI * (p->nblk > 0 ? p->nblk : 1));
@@ -269,7 +320,9 @@ static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu
     }
     if (!qt.empty()) CU_CHECK(c, cudaMemcpy(ws + o_qt, qt.data(), sizeof(int4) * qt.size(), cudaMemcpyHostToDevice), "upload plan");
     if (!dt.empty()) CU_CHECK(c, cudaMemcpy(ws + o_dt, dt.data(), sizeof(int4) * dt.size(), cudaMemcpyHostToDevice), "upload plan");
+    if (!dtk.empty()) CU_CHECK(c, cudaMemcpy(ws + o_dk, dtk.data(), sizeof(int4) * dtk.size(), cudaMemcpyHostToDevice), "upload plan");
     pl->d = cu_prob(c, p);
+    pl->decode = decode;
     pl->chunks.clear();
     for (size_t i = 0; i + 1 < cstart.size(); ++i) {
         msa_cu_chunk ch;
@@ -277,6 +330,9 @@ static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu
         ch.nrows = (ch.t0 + C < Tq ? ch.t0 + C : Tq) - ch.t0;
         ch.qtiles = (const int4 *)(ws + o_qt) + cstart[i];
         ch.nqtiles = cstart[i + 1] - cstart[i];
+        ch.dtasks = (const int4 *)(ws + o_dk) + (decode ? dstart[i] : 0);
+        ch.ndtasks = decode ? dstart[i + 1] - dstart[i] : 0;
+        ch.dbpc = dbpc;
         pl->chunks.push_back(ch);
     }
     pl->ndtiles = (int)dt.size();
@@ -302,6 +358,13 @@ static int cu_chain(msa_cu_ctx *c, const cu_plan &pl, int what, int32_t *topk, v
                     cudaStream_t st)
 {
     for (const msa_cu_chunk &ch : pl.chunks) {
+        if (pl.decode) {
+            if (what & CU_DO_SELECT)
+                CU_CHECK(c, msa_cu_decode_select(pl.d, ch, pl.S, pl.d.nblk, topk, st), "decode select launch");
+            if (what & CU_DO_ATTEND)
+                CU_CHECK(c, msa_cu_decode_attend(pl.d, ch, topk, pl.w.pO, pl.w.pL, out, lse, st), "decode attention launch");
+            continue;
+        }
         if (what & CU_DO_SELECT) {
             CU_CHECK(c, msa_cu_block_scores(pl.d, ch, pl.S, pl.d.nblk, st), "block-score kernel launch");
             CU_CHECK(c, msa_cu_topk(pl.d, ch, pl.S, pl.d.nblk, topk, st), "top-k kernel launch");
@@ -351,7 +414,7 @@ static int cu_index_scores(void *ctx, const msa_problem *p, float *block_scores)
 {
     msa_cu_ctx *c = (msa_cu_ctx *)ctx;
     cu_plan pl;
-    int rc = cu_plan_build(c, p, p->total_q > 0 ? p->total_q : 1, &pl); /* one chunk: the output itself */
+    int rc = cu_plan_build(c, p, p->total_q > 0 ? p->total_q : 1, &pl, 0); /* one chunk: the output itself */
     if (rc) return rc;
     cudaStream_t st = (cudaStream_t)p->stream;
     for (const msa_cu_chunk &ch : pl.chunks)
@@ -363,7 +426,7 @@ static int cu_dense(void *ctx, const msa_problem *p, void *out, float *lse)
 {
     msa_cu_ctx *c = (msa_cu_ctx *)ctx;
     cu_plan pl;
-    int rc = cu_plan_build(c, p, 1, &pl);
+    int rc = cu_plan_build(c, p, 1, &pl, 0);
     if (rc) return rc;
     cudaStream_t st = (cudaStream_t)p->stream;
     CU_CHECK(c, msa_cu_dense(pl.d, pl.dtiles, pl.ndtiles, out, lse, st), "dense kernel launch");
@@ -409,7 +472,7 @@ extern "C" int msa_cuda_time(void *ctx, const msa_problem *const *ps, int nprob,
     int rc = 0;
     for (int i = 0; i < nprob && !rc; ++i) {
         cu_plan pl;
-        if ((rc = cu_plan_build(c, ps[i], what == 3 ? 1 : 0, &pl))) break;
+        if ((rc = cu_plan_build(c, ps[i], what == 3 ? 1 : 0, &pl, what != 3))) break;
         if (i == 0 && ws_bytes) *ws_bytes = c->ws_size;
         cudaGraph_t g = nullptr;
         CU_CHECK(c, cudaStreamBeginCapture(c->cap, cudaStreamCaptureModeThreadLocal), "capture");
@@ -426,21 +489,28 @@ extern "C" int msa_cuda_time(void *ctx, const msa_problem *const *ps, int nprob,
         if (!rc && e != cudaSuccess) rc = cu_fail(c, MSA_EBACKEND, "cuda: capture: %s", cudaGetErrorString(e));
         /* NB: one workspace serves every problem: plans of the same shape carve it alike */
     }
-    cudaEvent_t a = nullptr, b = nullptr;
-    if (!rc && (cudaEventCreate(&a) != cudaSuccess || cudaEventCreate(&b) != cudaSuccess))
-        rc = cu_fail(c, MSA_EBACKEND, "cuda: cudaEventCreate failed");
-    for (int i = 0; !rc && i < warm + iters; ++i) {
-        cudaError_t e = cudaEventRecord(a, c->cap);
-        if (e == cudaSuccess) e = cudaGraphLaunch(ex[i % nprob], c->cap);
-        if (e == cudaSuccess) e = cudaEventRecord(b, c->cap);
-        if (e == cudaSuccess) e = cudaEventSynchronize(b);
-        float t = 0;
-        if (e == cudaSuccess) e = cudaEventElapsedTime(&t, a, b);
-        if (e != cudaSuccess) rc = cu_fail(c, MSA_EBACKEND, "cuda: timed launch: %s", cudaGetErrorString(e));
-        else if (i >= warm) ms[i - warm] = t;
+    /* Warm-up, then all timed launches enqueued back to back with an event between two
+     * launches, one synchronisation at the end: launch i is timed from the end of launch
+     * i-1 to its own end, on the GPU, so the host's launch latency is not in the figure
+     * (the GPU runs behind the host).  The SDPA peer is timed the same way. */
+    std::vector<cudaEvent_t> ev;
+    for (int i = 0; !rc && i <= iters; ++i) {
+        cudaEvent_t x = nullptr;
+        if (cudaEventCreate(&x) != cudaSuccess) rc = cu_fail(c, MSA_EBACKEND, "cuda: cudaEventCreate failed");
+        else ev.push_back(x);
     }
-    if (a) cudaEventDestroy(a);
-    if (b) cudaEventDestroy(b);
+    cudaError_t e = cudaSuccess;
+    for (int i = 0; !rc && e == cudaSuccess && i < warm; ++i) e = cudaGraphLaunch(ex[i % nprob], c->cap);
+    if (!rc && e == cudaSuccess) e = cudaStreamSynchronize(c->cap);
+    if (!rc && e == cudaSuccess) e = cudaEventRecord(ev[0], c->cap);
+    for (int i = 0; !rc && e == cudaSuccess && i < iters; ++i) {
+        e = cudaGraphLaunch(ex[(warm + i) % nprob], c->cap);
+        if (e == cudaSuccess) e = cudaEventRecord(ev[i + 1], c->cap);
+    }
+    if (!rc && e == cudaSuccess) e = cudaStreamSynchronize(c->cap);
+    for (int i = 0; !rc && e == cudaSuccess && i < iters; ++i) e = cudaEventElapsedTime(&ms[i], ev[i], ev[i + 1]);
+    if (!rc && e != cudaSuccess) rc = cu_fail(c, MSA_EBACKEND, "cuda: timed launch: %s", cudaGetErrorString(e));
+    for (cudaEvent_t x : ev) cudaEventDestroy(x);
     for (int i = 0; i < nprob; ++i) if (ex[i]) cudaGraphExecDestroy(ex[i]);
     return rc;
 }

@@ -4,6 +4,8 @@
 #                            comparison, graph replay, poison and mutant checks; dlopens the plugin
 #   $(BUILD)/msa_bench_gpu   GPU benchmark (bench/bench_gpu.cu): MSA prefill/decode, dense, ceilings
 # Both only when nvcc exists; neither is part of `make all`.
+# The plugin's sources are every kernels/cuda/*.cu (CUDA_SRC in the Makefile): backend.cu,
+# index.cu, sparse.cu, dense.cu, gpuref.cu and decode.cu (the decode path, issue 8).
 
 ifneq ($(NVCC),)
 $(BUILD)/gpu_check: tests/gpu/gpu_check.c kernels/msa_abi.h

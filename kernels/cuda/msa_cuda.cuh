@@ -156,17 +156,32 @@ __device__ __forceinline__ uint32_t msa_cu_pack(uint16_t lo, uint16_t hi)
 }
 
 /* Copies `rows` rows of D 16-bit values into a padded shared tile with 16-byte loads;
- * src_row(r) < 0 zero-fills row r (masked or absent rows are never read from memory). */
+ * src_row(r) < 0 zero-fills row r (masked or absent rows are never read from memory).
+ * Each thread issues MSA_CU_TILE_U loads (and their row lookups) before its first store,
+ * so that many loads are in flight per thread: with one load, one store, one load... a
+ * 64 KB K/V tile took ~20 us (32 memory round trips per thread, Nsight Compute on an H200,
+ * bench/NOTES.md v3).  Pure data movement: the tile's contents are unchanged. */
+#define MSA_CU_TILE_U 8
 template <typename RowFn>
 __device__ __forceinline__ void msa_cu_load_tile(uint16_t *dst, int rows, int D, RowFn src_row)
 {
-    const int vec = D / 8, ld = D + MSA_CU_PAD;
-    for (int x = threadIdx.x; x < rows * vec; x += blockDim.x) {
-        int r = x / vec, c = x % vec;
-        const uint16_t *s = src_row(r);
-        uint4 val = make_uint4(0, 0, 0, 0);
-        if (s) val = reinterpret_cast<const uint4 *>(s)[c];
-        *reinterpret_cast<uint4 *>(dst + r * ld + c * 8) = val;
+    const int vec = D / 8, ld = D + MSA_CU_PAD, n = rows * vec;
+    for (int x0 = threadIdx.x; x0 < n; x0 += MSA_CU_TILE_U * blockDim.x) {
+        uint4 val[MSA_CU_TILE_U];
+#pragma unroll
+        for (int u = 0; u < MSA_CU_TILE_U; ++u) {
+            const int x = x0 + u * (int)blockDim.x;
+            val[u] = make_uint4(0, 0, 0, 0);
+            if (x < n) {
+                const uint16_t *s = src_row(x / vec);
+                if (s) val[u] = reinterpret_cast<const uint4 *>(s)[x % vec];
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < MSA_CU_TILE_U; ++u) {
+            const int x = x0 + u * (int)blockDim.x;
+            if (x < n) *reinterpret_cast<uint4 *>(dst + (x / vec) * ld + (x % vec) * 8) = val[u];
+        }
     }
 }
 
@@ -174,6 +189,9 @@ __device__ __forceinline__ void msa_cu_load_tile(uint16_t *dst, int rows, int D,
 struct msa_cu_chunk {
     int t0, nrows;    /* packed query rows [t0, t0 + nrows) */
     const int4 *qtiles; int nqtiles; /* (b, i0, n, 0): up to 64 rows of one sequence */
+    /* decode path only (decode.cu): scan tasks (b, i0, n, j): rows [i0, i0+n) of sequence b
+     * against key blocks [j*dbpc, (j+1)*dbpc) */
+    const int4 *dtasks; int ndtasks, dbpc;
 };
 
 cudaError_t msa_cu_block_scores(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
@@ -193,6 +211,15 @@ cudaError_t msa_cu_sparse(const msa_cu_prob &p, const msa_cu_chunk &c, const int
                           const msa_cu_sparse_ws &w, void *out, float *lse, cudaStream_t st);
 cudaError_t msa_cu_dense(const msa_cu_prob &p, const int4 *dtiles, int ndtiles, void *out,
                          float *lse, cudaStream_t st);
+/* The decode path (decode.cu): index scan + top-k, split-K attention + merge.
+ * msa_cu_decode_shape_ok: whether its kernels cover the shape (host). */
+#define MSA_CU_DEC_MAXQ 16 /* most query rows of one sequence on the decode path */
+int msa_cu_decode_shape_ok(int DI, int idx_kind, int max_lq, int HI, int nblk);
+cudaError_t msa_cu_decode_select(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
+                                 int32_t *topk, cudaStream_t st);
+cudaError_t msa_cu_decode_attend(const msa_cu_prob &p, const msa_cu_chunk &c, const int32_t *topk, float *pO,
+                                 float *pL, void *out, float *lse, cudaStream_t st);
+cudaError_t msa_cu_decode_set_attributes(void);
 /* Raise the dynamic shared-memory limits once (outside any graph capture). */
 cudaError_t msa_cu_sparse_set_attributes(void);
 cudaError_t msa_cu_dense_set_attributes(void);
