@@ -9,6 +9,15 @@
 #include "../traces/traces.h"
 #include "cli.h"
 
+/* An integer option `name` in [lo, hi] into dst.field (inside gen's option loops, which
+ * hold the option a, its value v and a long n). */
+#define GEN_INTOPT(dst, name, field, lo, hi)                                           \
+    if (!strcmp(a, name)) {                                                            \
+        if (msa_cli_int("gen", name, v, lo, hi, &n)) return MSA_EXIT_USAGE;            \
+        dst.field = (int)n;                                                            \
+        continue;                                                                      \
+    }
+
 static const char *gen_trace_help =
     "usage: msa gen --trace TRACE.npz [options]   (a synthetic one-layer trace, docs/TRACES.md 5)\n"
     "  --lk T              tokens of the sequence (default 1048576)\n"
@@ -40,19 +49,12 @@ static int gen_trace(int argc, char **argv)
         if (!strcmp(a, "--compress")) { compress = 1; continue; }
         if (a[0] != '-') return msa_cli_usage_error("gen", "unexpected argument '%s'", a);
         if (!(v = msa_cli_value("gen", argc, argv, &i))) return MSA_EXIT_USAGE;
-#define TOPT(name, field, lo, hi)                                                      \
-    if (!strcmp(a, name)) {                                                            \
-        if (msa_cli_int("gen", name, v, lo, hi, &n)) return MSA_EXIT_USAGE;            \
-        o.field = (int)n;                                                              \
-        continue;                                                                      \
-    }
-        TOPT("--windows", windows, 1, 4096)
-        TOPT("--window-len", window_len, 1, 65536)
-        TOPT("--block", block_size, 1, 4096)
-        TOPT("--topk", topk, 1, 65536)
-        TOPT("--init", init_blocks, 0, 65536)
-        TOPT("--local", local_blocks, 0, 65536)
-#undef TOPT
+        GEN_INTOPT(o, "--windows", windows, 1, 4096)
+        GEN_INTOPT(o, "--window-len", window_len, 1, 65536)
+        GEN_INTOPT(o, "--block", block_size, 1, 4096)
+        GEN_INTOPT(o, "--topk", topk, 1, 65536)
+        GEN_INTOPT(o, "--init", init_blocks, 0, 65536)
+        GEN_INTOPT(o, "--local", local_blocks, 0, 65536)
         if (!strcmp(a, "--trace")) path = v;
         else if (!strcmp(a, "--lk")) {
             if (msa_cli_int("gen", a, v, 1, MSA_SYNTH_MAX_TOKENS, &n)) return MSA_EXIT_USAGE;
@@ -131,22 +133,15 @@ int msa_cmd_gen(int argc, char **argv)
         }
         if (a[0] != '-') return msa_cli_usage_error("gen", "unexpected argument '%s'", a);
         if (!(v = msa_cli_value("gen", argc, argv, &i))) return MSA_EXIT_USAGE;
-#define INTOPT(name, field, lo, hi)                                                    \
-    if (!strcmp(a, name)) {                                                            \
-        if (msa_cli_int("gen", name, v, lo, hi, &n)) return MSA_EXIT_USAGE;            \
-        p.field = (int)n;                                                              \
-        continue;                                                                      \
-    }
-        INTOPT("--hq", Hq, 1, 1024)
-        INTOPT("--hkv", Hkv, 1, 1024)
-        INTOPT("--d", D, 1, 1024)
-        INTOPT("--di", DI, 1, 1024)
-        INTOPT("--block", block_size, 1, 4096)
-        INTOPT("--topk", topk, 1, 65536)
-        INTOPT("--init", init_blocks, 0, 65536)
-        INTOPT("--local", local_blocks, 0, 65536)
-        INTOPT("--paged", paged, 0, 2)
-#undef INTOPT
+        GEN_INTOPT(p, "--hq", Hq, 1, 1024)
+        GEN_INTOPT(p, "--hkv", Hkv, 1, 1024)
+        GEN_INTOPT(p, "--d", D, 1, 1024)
+        GEN_INTOPT(p, "--di", DI, 1, 1024)
+        GEN_INTOPT(p, "--block", block_size, 1, 4096)
+        GEN_INTOPT(p, "--topk", topk, 1, 65536)
+        GEN_INTOPT(p, "--init", init_blocks, 0, 65536)
+        GEN_INTOPT(p, "--local", local_blocks, 0, 65536)
+        GEN_INTOPT(p, "--paged", paged, 0, 2)
         if (!strcmp(a, "-o") || !strcmp(a, "--output")) outp = v;
         else if (!strcmp(a, "--seed")) {
             if (msa_cli_u64("gen", a, v, &p.seed)) return MSA_EXIT_USAGE;
