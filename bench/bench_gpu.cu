@@ -11,7 +11,8 @@
  * with bf16 or fp8 e4m3 index keys and queries (`--index-dtype`); $MSA_CUDA_DECODE=0 makes
  * the backend use its prefill kernels for decode too (A/B against kernels/cuda/decode.cu).
  * Usage: msa_bench_gpu [--lib PATH] [--prefill 8192,16384,...] [--decode 8192,...] [--reps R]
- *        [--dense-max N] [--index-dtype bf16|e4m3] [--decode-batch NB] [--decode-lq Q] */
+ *        [--dense-max N] [--index-dtype bf16|e4m3] [--decode-batch NB] [--decode-lq Q]
+ *        [--variant V]   (V: a variant of the plugin, e.g. v4 for the cuda:v4 prefill kernels) */
 #include <algorithm>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -228,6 +229,7 @@ static double main_flops(int lq, int lk)
 int main(int argc, char **argv)
 {
     char lib[4096] = "";
+    const char *variant = nullptr;
     const char *pre = "8192,16384,32768,65536,131072", *dec = "8192,32768,131072,524288,1048576";
     int reps = 7, dense_max = 131072, dec_nb = 1, dec_lq = 1, ceilings = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -235,6 +237,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--prefill")) pre = argv[i + 1];
         else if (!strcmp(argv[i], "--decode")) dec = argv[i + 1];
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--variant")) variant = argv[i + 1];
         else if (!strcmp(argv[i], "--dense-max")) dense_max = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--decode-batch")) dec_nb = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--decode-lq")) dec_lq = atoi(argv[i + 1]);
@@ -254,12 +257,18 @@ int main(int argc, char **argv)
     }
     void *dl = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
     if (!dl) { printf("cannot load %s: %s\n", lib, dlerror()); return 1; }
-    g_be = ((msa_backend_entry_fn)dlsym(dl, MSA_BACKEND_SYMBOL))();
+    if (variant) {
+        msa_backend_variant_fn vf = (msa_backend_variant_fn)dlsym(dl, MSA_BACKEND_VARIANT_SYMBOL);
+        g_be = vf ? vf(variant) : nullptr;
+        if (!g_be) { printf("--variant: %s: no such variant in %s\n", variant, lib); return 2; }
+    } else {
+        g_be = ((msa_backend_entry_fn)dlsym(dl, MSA_BACKEND_SYMBOL))();
+    }
     g_time = (time_fn)dlsym(dl, "msa_cuda_time");
     typedef int (*path_fn)(const msa_problem *);
     path_fn decode_path = (path_fn)dlsym(dl, "msa_cuda_decode_path");
     if (!g_be || !g_time || g_be->init(&g_ctx)) { printf("backend init failed\n"); return 1; }
-    printf("# msa_bench_gpu on %s\n\n", g_be->device_name(g_ctx));
+    printf("# msa_bench_gpu on %s (kernel %s)\n\n", g_be->device_name(g_ctx), g_be->name);
     double bw = ceilings ? copy_ceiling_gbs() : NAN, tf = ceilings ? gemm_ceiling_tflops() : NAN;
     printf("Ceilings: device copy %.0f GB/s (read+write, 2 GiB), cuBLAS bf16 GEMM 8192^3 %.0f TFLOP/s\n\n", bw, tf);
 

@@ -14,6 +14,7 @@
  * M3 at 8k tokens and M3 decode at 64k (16 tokens, e4m3 index, paged) and 200k keys.
  * Decode cases (T_DECODE) must take the decode path (kernels/cuda/decode.cu), checked
  * through msa_cuda_decode_path, and the mutants are also run on decode cases.
+ * $MSA_CUDA_KERNEL=cuda:v4 judges the v4 prefill kernels (and their bug variants) instead.
  * Expected values come from the references, never from the kernels. */
 #include <CUnit/CUnit.h>
 #include <math.h>
@@ -89,11 +90,16 @@ static const cu_spec CASES[] = {
     {"decode small-int index ties k7", 2, {16, 1}, {3000, 2500}, 8, 2, 64, 64, 32, 7, 2, 1, 1, 1, BF, BF, MSA_DIST_SMALLINT, 1, T_POISON | T_DECODE},
     {"M3 decode varlen batch 4 x Lq1", 4, {1, 1, 1, 1}, {9000, 1, 65, 20000}, 64, 4, 128, 128, 128, 16, 0, 1, 1, 1, BF, BF, NRM, 1, T_REPLAY | T_DECODE},
     {"HI8 x Lq16 = 128 rows: prefill kernels", 1, {16}, {3000}, 8, 8, 64, 64, 64, 4, 0, 1, 1, 0, BF, BF, NRM, 1, T_POISON},
+    /* more than MSA_CU_TOPK_REGS_MAX (16384) blocks: the radix top-k of index.cu */
+    {"2 rows x 300k keys B16: 18750 blocks", 1, {2}, {300000}, 4, 1, 64, 64, 16, 4, 0, 1, 1, 0, BF, BF, NRM, 1, 0},
+    /* the pipelined scorer at DI 256 (fp16 MMA), 4 blocks per 128-key stage */
+    {"DI256 fp16 index B32 paged", 1, {700}, {700}, 8, 2, 64, 256, 32, 6, 1, 1, 1, 1, BF, FH, NRM, 1, T_POISON},
 
 };
 #define NCASES ((int)(sizeof CASES / sizeof CASES[0]))
 
 static msa_kernel g_k;
+static const char *suite_kernel(void);
 
 /* ---- the cuBLAS fp64 GPU reference (kernels/cuda/gpuref.cu), reached through the plugin ---- */
 typedef int (*gpuref_fn)(const msa_problem *, const int32_t *, double *, double *, char *, size_t);
@@ -304,7 +310,7 @@ static void run_case(int i)
 
 #define CASE_LIST(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) \
     X(13) X(14) X(15) X(16) X(17) X(18) X(19) X(20) X(21) X(22) X(23) X(24) X(25) X(26) X(27) X(28) \
-    X(29) X(30) X(31)
+    X(29) X(30) X(31) X(32) X(33)
 #define CASE_FN(n) static void test_case_##n(void) { run_case(n); }
 CASE_LIST(CASE_FN)
 #undef CASE_FN
@@ -322,7 +328,8 @@ static void test_mutants(void)
 {
     for (size_t m = 0; m < sizeof MUTANTS / sizeof MUTANTS[0]; m++) {
         char name[64];
-        snprintf(name, sizeof name, "cuda:%s", MUTANTS[m].variant);
+        if (!strcmp(suite_kernel(), "cuda")) snprintf(name, sizeof name, "cuda:%s", MUTANTS[m].variant);
+        else snprintf(name, sizeof name, "%s+%s", suite_kernel(), MUTANTS[m].variant);
         msa_kernel mk;
         msa_err e = {{0}};
         int rc = msa_kernel_open(name, &mk, &e);
@@ -678,10 +685,18 @@ static int cuda_clean(void)
     return 0;
 }
 
+/* $MSA_CUDA_KERNEL: the CUDA kernel the suite judges ("cuda", or "cuda:v4" for the v4
+ * prefill kernels); the mutants are then that kernel's bug variants ("cuda:v4+BUG"). */
+static const char *suite_kernel(void)
+{
+    const char *k = getenv("MSA_CUDA_KERNEL");
+    return k && *k ? k : "cuda";
+}
+
 int msa_suite_cuda(void)
 {
     msa_err e = {{0}};
-    if (msa_kernel_open("cuda", &g_k, &e)) {
+    if (msa_kernel_open(suite_kernel(), &g_k, &e)) {
         printf("cuda suite: no GPU (NotVerified): %s\n", e.msg);
         return 0;
     }
@@ -691,13 +706,14 @@ int msa_suite_cuda(void)
     if (!s) return -1;
     char name[128];
     /* MSA_CUDA_QUICK=1: leave out case 0 (M3 prefill 2600, ~3 min of CPU reference);
-     * MSA_CUDA_ONLY=text: register only the tests whose name contains text */
-    const char *quick = getenv("MSA_CUDA_QUICK"), *only = getenv("MSA_CUDA_ONLY");
+     * MSA_CUDA_ONLY=text: register only the tests whose name contains text;
+     * MSA_CUDA_SKIP=text: leave out the tests whose name contains text */
+    const char *quick = getenv("MSA_CUDA_QUICK"), *only = getenv("MSA_CUDA_ONLY"), *skip = getenv("MSA_CUDA_SKIP");
     int q = quick && *quick == '1';
     if (q) printf("cuda suite: MSA_CUDA_QUICK=1: case 0 (%s) not registered\n", CASES[0].label);
     if (only && *only) printf("cuda suite: MSA_CUDA_ONLY=%s: only tests whose name contains it\n", only);
 #define ADD(nm, fn) \
-    if ((!only || !*only || strstr(nm, only)) && !CU_add_test(s, nm, fn)) return -1;
+    if ((!only || !*only || strstr(nm, only)) && !(skip && *skip && strstr(nm, skip)) && !CU_add_test(s, nm, fn)) return -1;
     ADD("mutant variants rejected", test_mutants)
     ADD("GPU reference = exact reference", test_gpuref_vs_exact)
 #define CASE_ADD(n)                                            \

@@ -5,6 +5,8 @@
  * nearest-fp32 scales, backend errors, and examples/plugin_example.c built and run.
  * Plugins are compiled with cc at test time; without cc those tests say so and skip. */
 #include <CUnit/CUnit.h>
+#include <dlfcn.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include "../kernels/cpusim.h"
@@ -98,6 +100,41 @@ static void test_names(void)
     bad = tb_table("test-bad", tb_lazy);
     bad.select = NULL;
     CU_ASSERT_EQUAL(msa_kernel_register("test-bad", &bad), MSA_EINPUT);
+}
+
+/* The CUDA plugin's variant table (no GPU needed: the tables are looked up, never
+ * initialised): the v3 bugs, the legal cuda:v4 and its planted bugs cuda:v4+BUG, and
+ * unknown names refused.  Skipped (with a line saying so) where the plugin is not built. */
+static void test_cuda_variants(void)
+{
+    char lib[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", lib, sizeof lib - 32);
+    CU_ASSERT_FATAL(n > 0);
+    lib[n] = 0;
+    char *sl = strrchr(lib, '/');
+    snprintf(sl ? sl + 1 : lib, 32, "libmsa_cuda.so");
+    void *dl = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        printf("\n  %s not built (no nvcc): CUDA variant table not checked\n", lib);
+        return;
+    }
+    void *sym = dlsym(dl, MSA_BACKEND_VARIANT_SYMBOL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(sym);
+    msa_backend_variant_fn vf;
+    memcpy(&vf, &sym, sizeof vf);
+    static const char *const ok[][2] = {{"none", "cuda"}, {"diag-drop", "cuda:diag-drop"}, {"v4", "cuda:v4"},
+                                        {"v4+diag-drop", "cuda:v4+diag-drop"}, {"v4+minus-one-index", "cuda:v4+minus-one-index"}};
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        const msa_backend *b = vf(ok[i][0]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+        CU_ASSERT_STRING_EQUAL(b->name, ok[i][1]);
+        /* the v4 tables say they have not been run on a GPU; the bug tables say BUG */
+        if (!strncmp(ok[i][0], "v4", 2)) CU_ASSERT_PTR_NOT_NULL(strstr(b->description, "NOT YET RUN ON A GPU"));
+        if (strcmp(ok[i][0], "none") && strcmp(ok[i][0], "v4")) CU_ASSERT_EQUAL(strncmp(b->description, "BUG:", 4), 0);
+    }
+    static const char *const bad[] = {"bogus", "v4+bogus", "v4+none", "v4+", "v4:diag-drop", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) CU_ASSERT_PTR_NULL(vf(bad[i]));
+    dlclose(dl);
 }
 
 /* ---- guards, pre-fill, errors ---- */
@@ -412,6 +449,7 @@ int msa_suite_harness(void)
         !CU_add_test(s, "nearest-fp32 scales", test_scales) ||
         !CU_add_test(s, "device-memory path", test_device_path) ||
         !CU_add_test(s, "plugin loading errors", test_plugin_errors) ||
+        !CU_add_test(s, "CUDA plugin variant table", test_cuda_variants) ||
         !CU_add_test(s, "examples/plugin_example.c", test_plugin_example))
         return 1;
     return 0;

@@ -6,20 +6,28 @@
 # Nsight Compute profile of the decode and prefill index kernels (per-kernel time, DRAM and
 # SM throughput).  Each part has a time limit so the whole stays under 10 minutes; logs go
 # to OUT_DIR.
-#   usage: tools/gpu_kernel_run.sh BIN_DIR OUT_DIR [PARTS]   (PARTS: any of bench,test,san,prof,recall)
+#   usage: tools/gpu_kernel_run.sh BIN_DIR OUT_DIR [PARTS]   (PARTS: any of bench,bench-v4,test,san,prof,recall)
 # `recall` generates a synthetic 1M-token layer (msa gen --trace) and times `msa recall
 # --device gpu` on it (issue 7: one 1M-token layer within 60 s).
-# $TEST_ONLY (the suite's MSA_CUDA_ONLY) narrows the test part to matching test names.
+# $TEST_ONLY (the suite's MSA_CUDA_ONLY) narrows the test part to matching test names;
+# $TEST_SKIP (MSA_CUDA_SKIP) leaves out the matching ones.
+# $VARIANT=v4 judges and profiles the cuda:v4 kernels instead (suite, sanitizers, Nsight
+# Compute) and adds `bench-v4` (a part): the v4 prefill timed against the default kernels in
+# the same run.
 # BIN_DIR holds msa, test_msa, libmsa_cuda.so and msa_bench_gpu built on the dev machine.
 set -u -o pipefail
 bin=$1 out=$2 parts=${3:-bench,test,san}
+variant=${VARIANT:-}
+kern=cuda${variant:+:$variant}
+vflag=${variant:+--variant $variant}
+export MSA_CUDA_KERNEL=$kern
 has() { case ",$parts," in *",$1,"*) return 0 ;; esac; return 1; }
 nvidia-smi -L > "$out/gpu.txt" 2>&1
 export MSA_CUDA_WS_MB=${MSA_CUDA_WS_MB:-4096}
 if has bench; then
     b=$bin/msa_bench_gpu
     {
-        timeout 150 "$b" --prefill ${BENCH_PREFILL:-32768,131072,1048576} --decode 32768,131072,1048576 --reps 7 --dense-max 32768
+        timeout 150 "$b" $vflag --prefill ${BENCH_PREFILL:-32768,131072,1048576} --decode 32768,131072,1048576 --reps 7 --dense-max 32768
         timeout 60 "$b" --prefill '' --decode 32768,131072,1048576 --reps 7 --index-dtype e4m3 --ceilings 0
         timeout 60 "$b" --prefill '' --decode 131072,1048576 --reps 7 --decode-lq 16 --ceilings 0
         timeout 60 "$b" --prefill '' --decode 131072,1048576 --reps 7 --decode-batch 8 --ceilings 0
@@ -29,9 +37,16 @@ if has bench; then
     timeout 200 python3 bench/sdpa_peer.py --prefill ${BENCH_PREFILL:-32768,131072,1048576} --decode 32768,131072,1048576 > "$out/sdpa.md" 2>&1
     echo "sdpa peer: exit $?"
 fi
+if has bench-v4; then # A/B of the prefill kernels, same run: default, then cuda:v4
+    for v in "" v4; do
+        timeout 150 "$bin/msa_bench_gpu" ${v:+--variant $v} --prefill ${BENCH_PREFILL:-32768,131072,1048576} \
+            --decode 32768,1048576 --reps 5 --dense-max 0 > "$out/bench-ab${v:+-$v}.md" 2>&1
+        echo "bench ${v:-default}: exit $?"
+    done
+fi
 if has test; then
     t0=$SECONDS
-    MSA_TEST_SUITES=cuda,recallgpu MSA_CUDA_ONLY=${TEST_ONLY:-} timeout ${TEST_LIMIT:-330} "$bin/test_msa" > "$out/test_cuda.log" 2>&1
+    MSA_TEST_SUITES=cuda,recallgpu MSA_CUDA_ONLY=${TEST_ONLY:-} MSA_CUDA_SKIP=${TEST_SKIP:-} timeout ${TEST_LIMIT:-330} "$bin/test_msa" > "$out/test_cuda.log" 2>&1
     echo "cuda suite: exit $? ($((SECONDS - t0)) s): $(grep -E '^ +(tests|asserts) ' "$out/test_cuda.log" | tr -s ' ' | tr '\n' ';')"
 fi
 if has san; then
@@ -44,11 +59,13 @@ if has san; then
 fi
 if has prof; then # Nsight Compute: the decode chain at 1M and the prefill index kernels at 32k
     m=gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed,dram__bytes_read.sum,sm__warps_active.avg.pct_of_peak_sustained_active
-    timeout 90 ncu --clock-control none --csv --metrics $m -k 'regex:msa_cu_d(scan|topk|attn|merge)' -c 8 \
-        "$bin/msa_bench_gpu" --prefill '' --decode 1048576 --reps 1 --ceilings 0 > "$out/ncu-decode.csv" 2>&1
-    echo "ncu decode: exit $?"
-    timeout 90 ncu --clock-control none --csv --metrics $m -k 'regex:msa_cu_(bscore|topk_kernel|sparse_attn|merge|csr)' -c 8 \
-        "$bin/msa_bench_gpu" --prefill 32768 --decode '' --reps 1 --ceilings 0 --dense-max 0 > "$out/ncu-prefill.csv" 2>&1
+    for n in 32768 1048576; do
+        timeout 90 ncu --clock-control none --csv --metrics $m -k 'regex:msa_cu_d(scan|topk|attn|merge)' -c 8 \
+            "$bin/msa_bench_gpu" $vflag --prefill '' --decode $n --reps 1 --ceilings 0 > "$out/ncu-decode-$n.csv" 2>&1
+        echo "ncu decode $n: exit $?"
+    done
+    timeout 120 ncu --clock-control none --csv --metrics $m -k 'regex:msa_cu_(bscore|dtopk|topk_kernel|sparse_attn|dmerge|csr)' -c 12 \
+        "$bin/msa_bench_gpu" $vflag --prefill ${PROF_PREFILL:-32768} --decode '' --reps 1 --ceilings 0 --dense-max 0 > "$out/ncu-prefill.csv" 2>&1
     echo "ncu prefill: exit $?"
 fi
 if has recall; then

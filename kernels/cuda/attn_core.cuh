@@ -108,6 +108,58 @@ __device__ __forceinline__ void msa_cu_warp_pv(const uint32_t P[MSA_CU_NT / 2][4
     }
 }
 
+/* ---- v4 forms of the two MMA helpers (the cuda:v4 variant; issue 8) ----
+ * The same products into the same accumulators in the same k order as msa_cu_warp_scores
+ * and msa_cu_warp_pv, with fragments by ldmatrix: A one x4 per k-step, B one x4 per
+ * n-tile and pair of k-steps, V one x4.trans per pair of dim n-tiles: one shared-memory
+ * instruction per two MMAs instead of two per MMA (v3's attention kernels were issue
+ * bound on them, bench/NOTES.md).  dim must be a multiple of 32 (the caller, sparse.cu's
+ * v4 attention, asserts it of D). */
+template <bool F16>
+__device__ __forceinline__ void msa_cu_warp_scores_x4(const uint16_t *sq, const uint16_t *sk, int ld,
+                                                      int dim, int nkt, float S[MSA_CU_NT][4])
+{
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int nt = 0; nt < MSA_CU_NT; ++nt) S[nt][0] = S[nt][1] = S[nt][2] = S[nt][3] = 0.f;
+    const uint16_t *qa = sq + (lane & 15) * ld + (lane >> 4) * 8; /* matrices: rows 0-7|8-15 x k 0-7|8-15 */
+    const uint16_t *kb = sk + (lane & 7) * ld + (lane >> 3) * 8;  /* 8 keys x k 0-7|8-15|16-23|24-31 */
+    for (int kt = 0; kt + 1 < dim / 16; kt += 2) {
+        uint32_t a0[4], a1[4];
+        msa_cu_ldsm_x4(a0, qa + kt * 16);
+        msa_cu_ldsm_x4(a1, qa + kt * 16 + 16);
+#pragma unroll
+        for (int nt = 0; nt < MSA_CU_NT; ++nt) {
+            if (nt < nkt) {
+                uint32_t b[4];
+                msa_cu_ldsm_x4(b, kb + nt * 8 * ld + kt * 16);
+                msa_cu_mma<F16>(S[nt], a0, b);
+                msa_cu_mma<F16>(S[nt], a1, b + 2);
+            }
+        }
+    }
+}
+
+template <bool F16, int ND>
+__device__ __forceinline__ void msa_cu_warp_pv_x4(const uint32_t P[MSA_CU_NT / 2][4], int nkt,
+                                                  const uint16_t *sv, int ld, int d0, float O[ND][4])
+{
+    static_assert(ND % 2 == 0, "pairs of dim n-tiles per ldmatrix.x4");
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int ks = 0; ks < MSA_CU_NT / 2; ++ks) {
+        if (2 * ks < nkt) {
+#pragma unroll
+            for (int nd = 0; nd < ND; nd += 2) { /* lanes 16-31 address dim n-tile nd + 1 */
+                uint32_t b[4];
+                msa_cu_ldsm_x4_trans(b, sv + (ks * 16 + (lane & 15)) * ld + d0 + nd * 8 + (lane >> 4) * 8);
+                msa_cu_mma<F16>(O[nd], P[ks], b);
+                msa_cu_mma<F16>(O[nd + 1], P[ks], b + 2);
+            }
+        }
+    }
+}
+
 /* Stores one value of the output dtype (bf16 or fp16, round to nearest even). */
 __device__ __forceinline__ void msa_cu_store_out(void *out, int64_t i, float x, int fp16)
 {

@@ -34,7 +34,7 @@
 
 #define MSA_CU_DEC_WARPS 4    /* warps per scan CTA */
 #define MSA_CU_DEC_MAXT 4     /* row tiles of 16 (query, index head) rows in a scan CTA */
-#define MSA_CU_DTOPK_VPT 16   /* block scores per top-k thread */
+#define MSA_CU_DTOPK_VPT 16   /* block scores per top-k thread (x 1024 = MSA_CU_TOPK_REGS_MAX) */
 #define MSA_CU_MAXD 256       /* largest head dim (the merge keeps D / 32 sums per lane) */
 
 /* ---- 1. the index scan ---- */
@@ -474,7 +474,7 @@ int msa_cu_decode_shape_ok(int DI, int idx_kind, int max_lq, int HI, int nblk)
     const int bytes = DI * (idx_kind == MSA_CU_IDX_E4M3 ? 1 : 2);
     return max_lq <= MSA_CU_DEC_MAXQ && max_lq * HI <= 16 * MSA_CU_DEC_MAXT &&
            (bytes == 64 || bytes == 128 || bytes == 256 || bytes == 512) &&
-           nblk <= MSA_CU_DTOPK_VPT * 1024;
+           nblk <= MSA_CU_TOPK_REGS_MAX;
 }
 
 cudaError_t msa_cu_decode_select(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
@@ -488,9 +488,18 @@ cudaError_t msa_cu_decode_select(const msa_cu_prob &p, const msa_cu_chunk &c, fl
         else e = msa_cu_dscan_nl<MSA_CU_IDX_BF16>(p, c, S, ldS, st);
         if (e != cudaSuccess) return e;
     }
+    return msa_cu_topk_regs(p, c.t0, c.nrows, S, ldS, topk, st);
+}
+
+/* The register top-k for any rows (prefill chunks too: index.cu's msa_cu_topk calls it
+ * whenever nblk <= MSA_CU_TOPK_REGS_MAX). */
+cudaError_t msa_cu_topk_regs(const msa_cu_prob &p, int t0, int nrows, const float *S, int ldS, int32_t *topk,
+                             cudaStream_t st)
+{
+    if (nrows <= 0) return cudaSuccess;
     int th = ((p.nblk + MSA_CU_DTOPK_VPT - 1) / MSA_CU_DTOPK_VPT + 31) / 32 * 32;
     th = th < 32 ? 32 : (th > 1024 ? 1024 : th);
-    msa_cu_dtopk<<<dim3(c.nrows, p.Hkv), th, 0, st>>>(p, c.t0, c.nrows, S, ldS, topk);
+    msa_cu_dtopk<<<dim3(nrows, p.Hkv), th, 0, st>>>(p, t0, nrows, S, ldS, topk);
     return cudaGetLastError();
 }
 
@@ -519,8 +528,16 @@ cudaError_t msa_cu_decode_attend(const msa_cu_prob &p, const msa_cu_chunk &c, co
     else if (p.D == 128) e = h ? msa_cu_dattn_launch<128, true>(p, c, topk, pO, pL, st) : msa_cu_dattn_launch<128, false>(p, c, topk, pO, pL, st);
     else e = h ? msa_cu_dattn_launch<256, true>(p, c, topk, pO, pL, st) : msa_cu_dattn_launch<256, false>(p, c, topk, pO, pL, st);
     if (e != cudaSuccess) return e;
-    const int64_t warps = (int64_t)c.nrows * p.Hq;
-    msa_cu_dmerge<<<(unsigned)((warps * 32 + 127) / 128), 128, 0, st>>>(p, c.t0, c.nrows, topk, pO, pL, out, lse);
+    return msa_cu_merge_partials(p, c.t0, c.nrows, topk, pO, pL, out, lse, st);
+}
+
+/* The LSE merge of rows [t0, t0 + nrows) (the prefill chain in sparse.cu uses it too). */
+cudaError_t msa_cu_merge_partials(const msa_cu_prob &p, int t0, int nrows, const int32_t *topk, const float *pO,
+                                  const float *pL, void *out, float *lse, cudaStream_t st)
+{
+    if (nrows <= 0) return cudaSuccess;
+    const int64_t warps = (int64_t)nrows * p.Hq;
+    msa_cu_dmerge<<<(unsigned)((warps * 32 + 127) / 128), 128, 0, st>>>(p, t0, nrows, topk, pO, pL, out, lse);
     return cudaGetLastError();
 }
 

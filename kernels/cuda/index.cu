@@ -11,7 +11,9 @@
  * Top-k: one CTA per (group, query): exact radix select of the (k - forced)-th largest fp32
  * score among the non-forced visible blocks, then an ordered compaction that keeps every
  * score above it and the lowest ids among those equal to it (ties -> lower id), emitting
- * ascending ids and a -1 tail.  No exp, no softmax. */
+ * ascending ids and a -1 tail.  No exp, no softmax.
+ * The cuda:v4 variant (p.v4) scores with msa_cu_bscore_pipe below (bf16/fp16 keys, DI
+ * 64/128/256) and selects with decode.cu's register top-k (nblk <= 16384). */
 #include "attn_core.cuh"
 
 #define MSA_CU_TOPK_MAX_THREADS 1024
@@ -115,6 +117,171 @@ __global__ void __launch_bounds__(MSA_CU_THREADS)
     }
 }
 
+/* ---- the pipelined scorer (issue 8: bf16/fp16 index keys, DI 64/128/256) ----
+ * One CTA of 8 warps per (tile of <= 128 (query, index head) rows, range of 4096 keys):
+ * each warp holds its 16 rows' A fragments in registers for the whole CTA (loaded once
+ * with ldmatrix), and the key tiles (128 keys, i.e. 128 / B blocks) stream through
+ * MSA_CU_IS_STAGES shared-memory stages by cp.async, the next stages in flight while the
+ * current one is multiplied; B fragments come by ldmatrix.x4 (two k-steps of one n-tile
+ * per instruction).  v3's scorer (msa_cu_bscore above) loaded one block synchronously
+ * per step, 64 rows a CTA, two 32-bit shared loads per MMA: 11% of the GEMM rate, issue
+ * bound (bench/NOTES.md).  The arithmetic is unchanged: for each (row, key) the same
+ * k-steps in the same order into one fp32 accumulator, s = iscale * dot, masked to
+ * -inf at or past the row's key limit, block score = max over the block. */
+#define MSA_CU_IS_WARPS 8
+#define MSA_CU_IS_ROWS (16 * MSA_CU_IS_WARPS)
+#define MSA_CU_IS_KEYS 128 /* keys per shared stage */
+#define MSA_CU_IS_STAGES 3
+#define MSA_CU_IS_SPAN 4096 /* keys per CTA */
+
+int msa_cu_bscore_rows(int DI, int idx_kind, int v4)
+{
+    return (v4 && idx_kind != MSA_CU_IDX_E4M3 && (DI == 64 || DI == 128 || DI == 256)) ? MSA_CU_IS_ROWS : MSA_CU_ROWS;
+}
+
+static size_t msa_cu_is_smem(int DI)
+{
+    return (size_t)MSA_CU_IS_STAGES * MSA_CU_IS_KEYS * (DI + MSA_CU_PAD) * sizeof(uint16_t);
+}
+
+template <bool F16, int KT>
+__global__ void __launch_bounds__(MSA_CU_IS_WARPS * 32, 1)
+    msa_cu_bscore_pipe(msa_cu_prob p, msa_cu_chunk c, float *S, int ldS, int bpc)
+{
+    constexpr int DI = KT * 16, ld = DI + MSA_CU_PAD, CPR = DI / 8; /* 16-byte chunks per row */
+    constexpr int NT = MSA_CU_IS_KEYS / 8, NTH = MSA_CU_IS_WARPS * 32;
+    static_assert(MSA_CU_IS_ROWS <= MSA_CU_IS_KEYS, "the rows are staged through stage 0");
+    static_assert(MSA_CU_IS_KEYS * CPR % NTH == 0 && KT % 2 == 0, "whole copy rounds; k-step pairs");
+    extern __shared__ __align__(16) uint16_t sm[];
+    const int B = p.B, HI = p.HI, SB = MSA_CU_IS_KEYS / B; /* blocks per stage */
+    const int4 tile = c.qtiles[blockIdx.x];
+    const int b = tile.x, tq0 = p.cu_q[b] + tile.y, n = tile.z, nrow = n * HI;
+    const int blk0 = blockIdx.z * bpc, blk1 = min(blk0 + bpc, p.nblk);
+    if (blk0 >= blk1) return;
+    const int Lk = p.cu_k[b + 1] - p.cu_k[b];
+    const int jmax = msa_cu_row_of(p, tq0 + n - 1).nkeys; /* the tile's last query sees most */
+    const int vis1 = min(blk1, msa_cu_nvis(p, jmax));      /* blocks [blk0, vis1) have keys */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    auto sdst = [&](int r) -> float * {
+        return S + ((int64_t)(r % HI) * c.nrows + (tq0 + r / HI - c.t0)) * ldS;
+    };
+    for (int x = threadIdx.x; x < nrow * max(blk1 - max(vis1, blk0), 0); x += NTH) {
+        const int w = blk1 - max(vis1, blk0);
+        sdst(x / w)[max(vis1, blk0) + x % w] = -CUDART_INF_F;
+    }
+    if (blk0 >= vis1) return;
+    const int ntiles = (vis1 - blk0 + SB - 1) / SB;
+    const uint16_t *ik = (const uint16_t *)p.ik, *iq = (const uint16_t *)p.iq;
+
+    /* A fragments: the rows through stage 0, then registers */
+    msa_cu_load_tile(sm, MSA_CU_IS_ROWS, DI, [&](int r) -> const uint16_t * {
+        return r < nrow ? iq + ((int64_t)(tq0 + r / HI) * HI + r % HI) * DI : nullptr;
+    });
+    __syncthreads();
+    uint32_t a[KT][4];
+#pragma unroll
+    for (int kt = 0; kt < KT; ++kt)
+        msa_cu_ldsm_x4(a[kt], sm + (warp * 16 + (lane & 15)) * ld + kt * 16 + (lane >> 4) * 8);
+    int nk[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+        const int r = warp * 16 + (lane >> 2) + 8 * h;
+        nk[h] = r < nrow ? msa_cu_row_of(p, tq0 + r / HI).nkeys : 0;
+    }
+    const int nkmin = min(__reduce_min_sync(0xffffffffu, (unsigned)nk[0]), __reduce_min_sync(0xffffffffu, (unsigned)nk[1]));
+    __syncthreads(); /* stage 0 free for the key tiles */
+
+    auto issue = [&](int ti) {
+        if (ti < ntiles) {
+            uint16_t *dst = sm + (ti % MSA_CU_IS_STAGES) * MSA_CU_IS_KEYS * ld;
+            const int key0 = (blk0 + ti * SB) * B;
+#pragma unroll
+            for (int u = 0; u < MSA_CU_IS_KEYS * CPR / NTH; ++u) {
+                const int x = threadIdx.x + u * NTH, r = x / CPR, cc = x % CPR, j = key0 + r;
+                const bool ok = j < jmax && j < Lk;
+                const uint16_t *src = ok ? ik + msa_cu_kv_row(p, b, j) * DI + cc * 8 : ik;
+                msa_cu_cp16(dst + r * ld + cc * 8, src, ok);
+            }
+        }
+        msa_cu_cp_commit(); /* empty groups keep the wait count uniform */
+    };
+#pragma unroll
+    for (int s = 0; s < MSA_CU_IS_STAGES - 1; ++s) issue(s);
+    for (int ti = 0; ti < ntiles; ++ti) {
+        msa_cu_cp_wait<MSA_CU_IS_STAGES - 2>();
+        __syncthreads(); /* tile ti landed for every thread; tile ti-1's stage is free */
+        issue(ti + MSA_CU_IS_STAGES - 1);
+        if (warp * 16 >= nrow) continue;
+        const uint16_t *sk = sm + (ti % MSA_CU_IS_STAGES) * MSA_CU_IS_KEYS * ld;
+        float acc[NT][4];
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+#pragma unroll
+        for (int kp = 0; kp < KT / 2; ++kp) {
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+                uint32_t r4[4];
+                msa_cu_ldsm_x4(r4, sk + (nt * 8 + (lane & 7)) * ld + kp * 32 + (lane >> 3) * 8);
+                msa_cu_mma<F16>(acc[nt], a[2 * kp], r4);
+                msa_cu_mma<F16>(acc[nt], a[2 * kp + 1], r4 + 2);
+            }
+        }
+        /* scale, mask (only where some row's limit falls inside this tile), block maxima */
+        const int key0 = (blk0 + ti * SB) * B;
+        const bool full = key0 + MSA_CU_IS_KEYS <= nkmin;
+        const int lim0 = min(max(nk[0] - key0, 0), MSA_CU_IS_KEYS), lim1 = min(max(nk[1] - key0, 0), MSA_CU_IS_KEYS);
+        const int ntb = B / 8;
+        for (int bi = 0; bi < SB; ++bi) {
+            const int blk = blk0 + ti * SB + bi;
+            float mx[2] = {-CUDART_INF_F, -CUDART_INF_F};
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+                if (nt / ntb != bi) continue;
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int col = nt * 8 + (lane & 3) * 2 + (e & 1);
+                    const float x = (full || col < (e < 2 ? lim0 : lim1)) ? acc[nt][e] * p.iscale : -CUDART_INF_F;
+                    mx[e >> 1] = fmaxf(mx[e >> 1], x);
+                }
+            }
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+                mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+            }
+            if ((lane & 3) == 0 && blk < vis1) {
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int r = warp * 16 + (lane >> 2) + 8 * h;
+                    if (r < nrow) sdst(r)[blk] = mx[h];
+                }
+            }
+        }
+    }
+    msa_cu_cp_wait<0>(); /* no copy outlives the CTA */
+}
+
+template <bool F16, int KT>
+static cudaError_t msa_cu_bscore_pipe_launch(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
+                                             cudaStream_t st)
+{
+    const int bpc = MSA_CU_IS_SPAN / p.B;
+    dim3 grid(c.nqtiles, 1, (p.nblk + bpc - 1) / bpc);
+    msa_cu_bscore_pipe<F16, KT><<<grid, MSA_CU_IS_WARPS * 32, msa_cu_is_smem(KT * 16), st>>>(p, c, S, ldS, bpc);
+    return cudaGetLastError();
+}
+
+template <bool F16>
+static cudaError_t msa_cu_bscore_pipe_di(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
+                                         cudaStream_t st)
+{
+    switch (p.DI) {
+    case 64: return msa_cu_bscore_pipe_launch<F16, 4>(p, c, S, ldS, st);
+    case 128: return msa_cu_bscore_pipe_launch<F16, 8>(p, c, S, ldS, st);
+    default: return msa_cu_bscore_pipe_launch<F16, 16>(p, c, S, ldS, st);
+    }
+}
+
 /* float -> unsigned key with the same order (non-NaN). */
 __device__ __forceinline__ uint32_t msa_cu_ord(float f)
 {
@@ -200,6 +367,9 @@ cudaError_t msa_cu_block_scores(const msa_cu_prob &p, const msa_cu_chunk &c, flo
                                 cudaStream_t st)
 {
     if (c.nqtiles <= 0 || p.nblk <= 0) return cudaSuccess;
+    if (msa_cu_bscore_rows(p.DI, p.idx_kind, p.v4) == MSA_CU_IS_ROWS)
+        return p.idx_kind == MSA_CU_IDX_FP16 ? msa_cu_bscore_pipe_di<true>(p, c, S, ldS, st)
+                                             : msa_cu_bscore_pipe_di<false>(p, c, S, ldS, st);
     int bpc = 2048 / p.B; /* about 2048 keys per CTA */
     dim3 grid(c.nqtiles, 1, (p.nblk + bpc - 1) / bpc);
     size_t smem = (size_t)(MSA_CU_ROWS + p.B) * (p.DI + MSA_CU_PAD) * sizeof(uint16_t);
@@ -214,6 +384,7 @@ cudaError_t msa_cu_topk(const msa_cu_prob &p, const msa_cu_chunk &c, const float
                         int32_t *topk, cudaStream_t st)
 {
     if (c.nrows <= 0) return cudaSuccess;
+    if (p.v4 && p.nblk <= MSA_CU_TOPK_REGS_MAX) return msa_cu_topk_regs(p, c.t0, c.nrows, S, ldS, topk, st);
     dim3 grid(c.nrows, p.Hkv);
     /* about 8 blocks per thread and pass: wide CTAs for long rows (decode), 128 otherwise */
     int th = ((p.nblk / 8 + 31) / 32) * 32;
@@ -228,5 +399,12 @@ cudaError_t msa_cu_index_set_attributes(void)
     cudaError_t e = cudaFuncSetAttribute(msa_cu_bscore<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e == cudaSuccess)
         e = cudaFuncSetAttribute(msa_cu_bscore<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+#define MSA_CU_IS_ATTR(F, KT)                                                                          \
+    if (e == cudaSuccess)                                                                              \
+        e = cudaFuncSetAttribute(msa_cu_bscore_pipe<F, KT>, cudaFuncAttributeMaxDynamicSharedMemorySize, \
+                                 (int)msa_cu_is_smem(KT * 16));
+    MSA_CU_IS_ATTR(false, 4) MSA_CU_IS_ATTR(false, 8) MSA_CU_IS_ATTR(false, 16)
+    MSA_CU_IS_ATTR(true, 4) MSA_CU_IS_ATTR(true, 8) MSA_CU_IS_ATTR(true, 16)
+#undef MSA_CU_IS_ATTR
     return e;
 }

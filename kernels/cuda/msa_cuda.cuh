@@ -45,6 +45,7 @@ struct msa_cu_prob {
     const int32_t *cu_q, *cu_k, *page_table;
     const uint16_t *q, *k, *v;
     const void *iq, *ik;
+    int v4;           /* the cuda:v4 variant's prefill kernels (index.cu, sparse.cu; issue 8) */
 };
 
 struct msa_cu_row {
@@ -122,6 +123,37 @@ __device__ __forceinline__ void msa_cu_ldsm_x2_trans(uint32_t b[2], const void *
                  : "r"(a));
 }
 
+__device__ __forceinline__ void msa_cu_ldsm_x4_trans(uint32_t r[4], const void *smem)
+{
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a)
+                 : "memory");
+}
+
+/* Four 8x8 b16 matrices (lanes 8i..8i+7 give the row addresses of matrix i). */
+__device__ __forceinline__ void msa_cu_ldsm_x4(uint32_t r[4], const void *smem)
+{
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a)
+                 : "memory");
+}
+
+/* 16-byte asynchronous global -> shared copy (PTX cp.async.cg); ok == 0 zero-fills the
+ * destination and reads nothing (src-size 0), so masked rows are never loaded. */
+__device__ __forceinline__ void msa_cu_cp16(void *smem, const void *gmem, bool ok)
+{
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(a), "l"(gmem), "r"(ok ? 16 : 0)
+                 : "memory");
+}
+__device__ __forceinline__ void msa_cu_cp_commit(void) { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void msa_cu_cp_wait(void) { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+
 __device__ __forceinline__ float msa_cu_ex2(float x)
 {
     float y;
@@ -185,10 +217,24 @@ __device__ __forceinline__ void msa_cu_load_tile(uint16_t *dst, int rows, int D,
     }
 }
 
+/* msa_cu_load_tile by cp.async (the caller commits and waits): the same tile, the same
+ * zero rows (src_row(r) null: zero-filled, nothing read; `any` is a valid address the
+ * zero-size copies name). */
+template <typename RowFn>
+__device__ __forceinline__ void msa_cu_load_tile_async(uint16_t *dst, int rows, int D, const void *any,
+                                                       RowFn src_row)
+{
+    const int vec = D / 8, ld = D + MSA_CU_PAD, n = rows * vec;
+    for (int x = threadIdx.x; x < n; x += blockDim.x) {
+        const uint16_t *s = src_row(x / vec);
+        msa_cu_cp16(dst + (x / vec) * ld + (x % vec) * 8, s ? (const void *)(s + (x % vec) * 8) : any, s != nullptr);
+    }
+}
+
 /* ---- launchers (return cudaError_t of the launch) ---- */
 struct msa_cu_chunk {
     int t0, nrows;    /* packed query rows [t0, t0 + nrows) */
-    const int4 *qtiles; int nqtiles; /* (b, i0, n, 0): up to 64 rows of one sequence */
+    const int4 *qtiles; int nqtiles; /* (b, i0, n, 0): up to msa_cu_bscore_rows rows (64; 128 for v4) of one sequence */
     /* decode path only (decode.cu): scan tasks (b, i0, n, j): rows [i0, i0+n) of sequence b
      * against key blocks [j*dbpc, (j+1)*dbpc) */
     const int4 *dtasks; int ndtasks, dbpc;
@@ -196,6 +242,15 @@ struct msa_cu_chunk {
 
 cudaError_t msa_cu_block_scores(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
                                 cudaStream_t st);
+/* The LSE merge of the per-slot partials (decode.cu's msa_cu_dmerge; both chains). */
+cudaError_t msa_cu_merge_partials(const msa_cu_prob &p, int t0, int nrows, const int32_t *topk, const float *pO,
+                                  const float *pL, void *out, float *lse, cudaStream_t st);
+/* Register top-k (decode.cu's msa_cu_dtopk): rows of at most this many blocks. */
+#define MSA_CU_TOPK_REGS_MAX (16 * 1024)
+cudaError_t msa_cu_topk_regs(const msa_cu_prob &p, int t0, int nrows, const float *S, int ldS, int32_t *topk,
+                             cudaStream_t st);
+/* MMA rows per index-score tile for this index shape (the plan's tiles hold this many). */
+int msa_cu_bscore_rows(int DI, int idx_kind, int v4);
 cudaError_t msa_cu_topk(const msa_cu_prob &p, const msa_cu_chunk &c, const float *S, int ldS,
                         int32_t *topk, cudaStream_t st);
 /* KV-outer sparse attention over a chunk: CSR build, partials, merge. */

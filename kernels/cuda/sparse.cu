@@ -9,7 +9,9 @@
  * independent of the other rows of its tile, so results are bitwise deterministic anyway.
  * P is rounded once to V's type (fp16 for fp16 inputs, bf16 otherwise), as declared
  * (p_dtype "follows the input"); an earlier version rounded to bf16 and then converted to
- * fp16, whose undeclared 2^-25 absolute error per small P the fuzzer caught on an H200. */
+ * fp16, whose undeclared 2^-25 absolute error per small P the fuzzer caught on an H200.
+ * The cuda:v4 variant (p.v4) takes the pipelined attention below and decode.cu's vector
+ * merge (msa_cu_merge_partials: the same arithmetic in the same order as msa_cu_merge). */
 #include "attn_core.cuh"
 
 /* ---- CSR: count, scan, fill ---- */
@@ -58,11 +60,15 @@ __global__ void msa_cu_csr_scan(const int *cnt, int n, int *off, int *cur)
     if (threadIdx.x == 1023) off[n] = part[1023];
 }
 
-/* ---- attention: one CTA per (global KV block, KV head) ---- */
-template <int D, bool F16>
+/* ---- attention: one CTA per (global KV block, KV head) ----
+ * V4 (the cuda:v4 variant, issue 8): the K/V tile and the Q tiles come by cp.async, Q in
+ * two alternating buffers so the next pass's rows are copied while this pass multiplies,
+ * and the MMA fragments by ldmatrix.x4 (attn_core.cuh's _x4 helpers); same arithmetic. */
+template <int D, bool F16, bool V4>
 __global__ void __launch_bounds__(MSA_CU_THREADS)
     msa_cu_sparse_attn(msa_cu_prob p, int t0, msa_cu_sparse_ws w)
 {
+    static_assert(D % 32 == 0, "the _x4 helpers take k-steps in pairs");
     extern __shared__ __align__(16) uint16_t sm[];
     const int ld = D + MSA_CU_PAD, B = p.B, nkt = B / 8;
     const int gb = blockIdx.x, g = blockIdx.y, cell = g * w.NB + gb;
@@ -88,70 +94,97 @@ __global__ void __launch_bounds__(MSA_CU_THREADS)
         int j = lb * B + r;
         return j < jmax ? p.v + (msa_cu_kv_row(p, b, j) * p.Hkv + g) * D : nullptr;
     };
-    msa_cu_load_tile(sk, B, D, krow_k);
-    msa_cu_load_tile(sv, B, D, krow_v);
+    if constexpr (!V4) {
+        msa_cu_load_tile(sk, B, D, krow_k);
+        msa_cu_load_tile(sv, B, D, krow_v);
+    }
 
     const int per = MSA_CU_ROWS / p.G; /* entries (queries) per pass */
+    /* Q row r of the pass starting at entry e_pass, of nrow rows (nullptr: a zero row) */
+    auto qrow = [&](int e_pass, int nrow, int r) -> const uint16_t * {
+        if (r >= nrow) return nullptr;
+        int t = t0 + w.ent[e0 + e_pass + r / p.G] / p.topk;
+        return p.q + ((int64_t)t * p.Hq + g * p.G + r % p.G) * D;
+    };
+    auto qbuf = [&](int e_pass) { return V4 ? sq + ((e_pass / per) & 1) * MSA_CU_ROWS * ld : sq; };
+    if constexpr (V4) {
+        msa_cu_load_tile_async(sk, B, D, p.k, krow_k);
+        msa_cu_load_tile_async(sv, B, D, p.v, krow_v);
+        msa_cu_load_tile_async(qbuf(0), MSA_CU_ROWS, D, p.q, [&](int r) { return qrow(0, min(per, ne) * p.G, r); });
+        msa_cu_cp_commit();
+    }
+
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     for (int e_pass = 0; e_pass < ne; e_pass += per) {
         const int nrow = min(per, ne - e_pass) * p.G;
-        __syncthreads(); /* previous pass done with sq; K/V loads visible */
-        msa_cu_load_tile(sq, MSA_CU_ROWS, D, [&](int r) -> const uint16_t * {
-            if (r >= nrow) return nullptr;
-            int t = t0 + w.ent[e0 + e_pass + r / p.G] / p.topk;
-            return p.q + ((int64_t)t * p.Hq + g * p.G + r % p.G) * D;
-        });
-        __syncthreads();
-        if (warp * 16 >= nrow) continue;
-        int lim[2], ent_of[2];
-        #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            int r = warp * 16 + (lane >> 2) + 8 * h;
-            lim[h] = 0;
-            ent_of[h] = -1;
-            if (r < nrow) {
-                ent_of[h] = w.ent[e0 + e_pass + r / p.G];
-                msa_cu_row rr = msa_cu_row_of(p, t0 + ent_of[h] / p.topk);
-                int nk = (p.bugs & MSA_CU_BUG_UNMASKED_TAIL) ? rr.Lk : rr.nkeys;
-                if ((p.bugs & MSA_CU_BUG_DIAG_DROP) && nk == rr.nkeys && nk > 0 && p.causal) nk -= 1;
-                lim[h] = min(max(nk - lb * B, 0), B);
+        if constexpr (V4) {
+            if (e_pass + per < ne) /* the next pass's Q into the other buffer */
+                msa_cu_load_tile_async(qbuf(e_pass + per), MSA_CU_ROWS, D, p.q,
+                                       [&](int r) { return qrow(e_pass + per, min(per, ne - e_pass - per) * p.G, r); });
+            msa_cu_cp_commit();
+            msa_cu_cp_wait<1>();
+            __syncthreads(); /* this pass's Q (and K/V) landed for every thread */
+        } else {
+            __syncthreads(); /* previous pass done with sq; K/V loads visible */
+            msa_cu_load_tile(sq, MSA_CU_ROWS, D, [&](int r) { return qrow(e_pass, nrow, r); });
+            __syncthreads();
+        }
+        const uint16_t *sqp = qbuf(e_pass);
+        if (warp * 16 < nrow) {
+            int lim[2], ent_of[2];
+            #pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                int r = warp * 16 + (lane >> 2) + 8 * h;
+                lim[h] = 0;
+                ent_of[h] = -1;
+                if (r < nrow) {
+                    ent_of[h] = w.ent[e0 + e_pass + r / p.G];
+                    msa_cu_row rr = msa_cu_row_of(p, t0 + ent_of[h] / p.topk);
+                    int nk = (p.bugs & MSA_CU_BUG_UNMASKED_TAIL) ? rr.Lk : rr.nkeys;
+                    if ((p.bugs & MSA_CU_BUG_DIAG_DROP) && nk == rr.nkeys && nk > 0 && p.causal) nk -= 1;
+                    lim[h] = min(max(nk - lb * B, 0), B);
+                }
+            }
+            float S[MSA_CU_NT][4], mx[2], l[2];
+            if constexpr (V4) msa_cu_warp_scores_x4<F16>(sqp + warp * 16 * ld, sk, ld, D, nkt, S);
+            else msa_cu_warp_scores<F16>(sqp + warp * 16 * ld, sk, ld, D, nkt, S);
+            msa_cu_scale_mask(S, nkt, lim[0], lim[1], p.c2, mx);
+            float m[2] = {mx[0] == -CUDART_INF_F ? 0.f : mx[0], mx[1] == -CUDART_INF_F ? 0.f : mx[1]};
+            uint32_t P[MSA_CU_NT / 2][4];
+            msa_cu_exp_pack<F16>(S, m, P, l);
+            float *dst[2] = {nullptr, nullptr};
+            #pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                if (ent_of[h] < 0) continue;
+                int r = warp * 16 + (lane >> 2) + 8 * h;
+                int64_t slot = ((int64_t)(ent_of[h] / p.topk) * p.topk + ent_of[h] % p.topk) * p.Hq +
+                               g * p.G + r % p.G;
+                dst[h] = w.pO + slot * D;
+                if ((lane & 3) == 0)
+                    w.pL[slot] = l[h] > 0.f ? (mx[h] + log2f(l[h])) * MSA_CU_LN2 : -CUDART_INF_F;
+            }
+            float inv[2] = {l[0] > 0.f ? 1.f / l[0] : 0.f, l[1] > 0.f ? 1.f / l[1] : 0.f};
+    #pragma unroll
+            for (int d0 = 0; d0 < D; d0 += 64) { /* 64 dims at a time bounds the registers */
+                float O[8][4];
+    #pragma unroll
+                for (int nd = 0; nd < 8; ++nd) O[nd][0] = O[nd][1] = O[nd][2] = O[nd][3] = 0.f;
+                if constexpr (V4) msa_cu_warp_pv_x4<F16, 8>(P, nkt, sv, ld, d0, O);
+                else msa_cu_warp_pv<F16, 8>(P, nkt, sv, ld, d0, O);
+    #pragma unroll
+                for (int nd = 0; nd < 8; ++nd) {
+                    int d = d0 + nd * 8 + (lane & 3) * 2;
+                    #pragma unroll
+                    for (int h = 0; h < 2; ++h)
+                        if (dst[h])
+                            *reinterpret_cast<float2 *>(dst[h] + d) =
+                                make_float2(O[nd][2 * h] * inv[h], O[nd][2 * h + 1] * inv[h]);
+                }
             }
         }
-        float S[MSA_CU_NT][4], mx[2], l[2];
-        msa_cu_warp_scores<F16>(sq + warp * 16 * ld, sk, ld, D, nkt, S);
-        msa_cu_scale_mask(S, nkt, lim[0], lim[1], p.c2, mx);
-        float m[2] = {mx[0] == -CUDART_INF_F ? 0.f : mx[0], mx[1] == -CUDART_INF_F ? 0.f : mx[1]};
-        uint32_t P[MSA_CU_NT / 2][4];
-        msa_cu_exp_pack<F16>(S, m, P, l);
-        float *dst[2] = {nullptr, nullptr};
-        #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            if (ent_of[h] < 0) continue;
-            int r = warp * 16 + (lane >> 2) + 8 * h;
-            int64_t slot = ((int64_t)(ent_of[h] / p.topk) * p.topk + ent_of[h] % p.topk) * p.Hq +
-                           g * p.G + r % p.G;
-            dst[h] = w.pO + slot * D;
-            if ((lane & 3) == 0)
-                w.pL[slot] = l[h] > 0.f ? (mx[h] + log2f(l[h])) * MSA_CU_LN2 : -CUDART_INF_F;
-        }
-        float inv[2] = {l[0] > 0.f ? 1.f / l[0] : 0.f, l[1] > 0.f ? 1.f / l[1] : 0.f};
-#pragma unroll
-        for (int d0 = 0; d0 < D; d0 += 64) { /* 64 dims at a time bounds the registers */
-            float O[8][4];
-#pragma unroll
-            for (int nd = 0; nd < 8; ++nd) O[nd][0] = O[nd][1] = O[nd][2] = O[nd][3] = 0.f;
-            msa_cu_warp_pv<F16, 8>(P, nkt, sv, ld, d0, O);
-#pragma unroll
-            for (int nd = 0; nd < 8; ++nd) {
-                int d = d0 + nd * 8 + (lane & 3) * 2;
-                #pragma unroll
-                for (int h = 0; h < 2; ++h)
-                    if (dst[h])
-                        *reinterpret_cast<float2 *>(dst[h] + d) =
-                            make_float2(O[nd][2 * h] * inv[h], O[nd][2 * h + 1] * inv[h]);
-            }
-        }
+        if constexpr (V4) __syncthreads(); /* every warp done with this Q buffer before its refill */
     }
+    if constexpr (V4) msa_cu_cp_wait<0>();
 }
 
 /* ---- merge: one warp per (query row, head) ---- */
@@ -193,10 +226,10 @@ __global__ void msa_cu_merge(msa_cu_prob p, int t0, int nrows, const int32_t *to
     if (lane == 0) lse[(int64_t)t * p.Hq + h] = M + logf(sw);
 }
 
-template <int D, bool F16>
+template <int D, bool V4>
 static size_t msa_cu_sparse_smem(int B)
 {
-    return (size_t)(2 * B + MSA_CU_ROWS) * (D + MSA_CU_PAD) * sizeof(uint16_t);
+    return (size_t)(2 * B + (V4 ? 2 : 1) * MSA_CU_ROWS) * (D + MSA_CU_PAD) * sizeof(uint16_t);
 }
 
 template <int D, bool F16>
@@ -204,7 +237,10 @@ static cudaError_t msa_cu_sparse_launch(const msa_cu_prob &p, int t0, const msa_
                                         cudaStream_t st)
 {
     dim3 grid(w.NB, p.Hkv);
-    msa_cu_sparse_attn<D, F16><<<grid, MSA_CU_THREADS, msa_cu_sparse_smem<D, F16>(p.B), st>>>(p, t0, w);
+    if (p.v4)
+        msa_cu_sparse_attn<D, F16, true><<<grid, MSA_CU_THREADS, msa_cu_sparse_smem<D, true>(p.B), st>>>(p, t0, w);
+    else
+        msa_cu_sparse_attn<D, F16, false><<<grid, MSA_CU_THREADS, msa_cu_sparse_smem<D, false>(p.B), st>>>(p, t0, w);
     return cudaGetLastError();
 }
 
@@ -233,6 +269,7 @@ cudaError_t msa_cu_sparse(const msa_cu_prob &p, const msa_cu_chunk &c, const int
         else e = h ? msa_cu_sparse_launch<256, true>(p, c.t0, w, st) : msa_cu_sparse_launch<256, false>(p, c.t0, w, st);
         if (e != cudaSuccess) return e;
     }
+    if (p.v4) return msa_cu_merge_partials(p, c.t0, c.nrows, topk, w.pO, w.pL, out, lse, st);
     int64_t warps = (int64_t)c.nrows * p.Hq;
     msa_cu_merge<<<(unsigned)((warps * 32 + 127) / 128), 128, 0, st>>>(p, c.t0, c.nrows, topk, w.pO,
                                                                       w.pL, out, lse);
@@ -242,8 +279,11 @@ cudaError_t msa_cu_sparse(const msa_cu_prob &p, const msa_cu_chunk &c, const int
 template <int D, bool F16>
 static cudaError_t msa_cu_sparse_attr(void)
 {
-    return cudaFuncSetAttribute(msa_cu_sparse_attn<D, F16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)msa_cu_sparse_smem<D, F16>(MSA_CU_MAXB));
+    cudaError_t e = cudaFuncSetAttribute(msa_cu_sparse_attn<D, F16, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         (int)msa_cu_sparse_smem<D, false>(MSA_CU_MAXB));
+    if (e != cudaSuccess) return e;
+    return cudaFuncSetAttribute(msa_cu_sparse_attn<D, F16, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)msa_cu_sparse_smem<D, true>(MSA_CU_MAXB));
 }
 
 cudaError_t msa_cu_sparse_set_attributes(void)
