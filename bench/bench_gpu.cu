@@ -12,7 +12,7 @@
  * the backend use its prefill kernels for decode too (A/B against kernels/cuda/decode.cu).
  * Usage: msa_bench_gpu [--lib PATH] [--prefill 8192,16384,...] [--decode 8192,...] [--reps R]
  *        [--dense-max N] [--index-dtype bf16|e4m3] [--decode-batch NB] [--decode-lq Q]
- *        [--variant V]   (V: a variant of the plugin, e.g. v4 for the cuda:v4 prefill kernels) */
+ *        [--variant V]   (V: a variant of the plugin, e.g. diag-drop) */
 #include <algorithm>
 #include <cublas_v2.h>
 #include <cuda_bf16.h>

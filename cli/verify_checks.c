@@ -379,15 +379,13 @@ void msa_verify_fuzz(msa_vctx *x, msa_vcheck *c, const char *kernel) { campaign(
 
 /* The CUDA kernels' own mutants (variants the plugin exports), checked by short campaigns
  * whose workers are forked: it must run before this process touches CUDA itself. */
-static void cuda_mutants(msa_vctx *x, msa_vcheck *m, const char *kernel)
+static void cuda_mutants(msa_vctx *x, msa_vcheck *m)
 {
     static const char *const names[] = {"diag-drop", "noncausal", "shared-selection", "merge-nan", "unmasked-tail", "minus-one-index"};
-    /* cuda:v4 (the v4 prefill kernels): the same bugs planted in them, "cuda:v4+BUG" */
-    static const char *const names_v4[] = {"v4+diag-drop", "v4+noncausal", "v4+shared-selection", "v4+merge-nan", "v4+unmasked-tail", "v4+minus-one-index"};
     msa_mutant_opts o;
     memset(&o, 0, sizeof o);
     o.lib = "cuda";
-    o.names = strcmp(kernel, "cuda:v4") ? names : names_v4;
+    o.names = names;
     o.n_names = 6;
     o.seed = x->seed;
     o.cases = 100;
@@ -399,8 +397,8 @@ void msa_verify_kernel_extras(msa_vctx *x, msa_vcheck *c, const char *kernel)
 {
     msa_vcheck m;
     memset(&m, 0, sizeof m);
-    int with_mutants = x->tier != MSA_TIER_QUICK && (!strcmp(kernel, "cuda") || !strcmp(kernel, "cuda:v4"));
-    if (with_mutants) cuda_mutants(x, &m, kernel);
+    int with_mutants = x->tier != MSA_TIER_QUICK && !strcmp(kernel, "cuda");
+    if (with_mutants) cuda_mutants(x, &m);
     msa_kernel k;
     msa_err e = {{0}};
     if (msa_kernel_open(kernel, &k, &e)) {
@@ -620,21 +618,13 @@ void msa_verify_bench(msa_vctx *x, msa_vcheck *c)
      * python3 with torch is there (the GPU machine has it). */
     const char *pre = x->tier == MSA_TIER_QUICK ? "8192" : "8192,32768,131072";
     const char *dec = x->tier == MSA_TIER_QUICK ? "32768" : "32768,131072,1048576";
-    /* the cuda:v4 kernels, when verified, are timed in the same run (a second table) */
-    char v4cmd[2 * PATH_MAX + 400] = "";
     snprintf(md, sizeof md, "%s/bench-verify.md", dir);
-    for (int i = 0; i < x->nkernels; i++)
-        if (!strcmp(x->kernels[i], "cuda:v4"))
-            snprintf(v4cmd, sizeof v4cmd,
-                     " && printf '\\n## The cuda:v4 kernels, same run\\n\\n' >> '%s' && "
-                     "'%s' --variant v4 --prefill %s --decode %s --reps 5 >> '%s' 2>&1",
-                     md, prog, pre, dec, md);
     snprintf(cmd, sizeof cmd,
-             "'%s' --prefill %s --decode %s --reps 5 > '%s' 2>&1%s && "
+             "'%s' --prefill %s --decode %s --reps 5 > '%s' 2>&1 && "
              "{ python3 -c 'import torch' 2>/dev/null && [ -f bench/sdpa_peer.py ] && "
              "printf '\\n## Peer: PyTorch scaled_dot_product_attention, same run\\n\\n' >> '%s' && "
              "python3 bench/sdpa_peer.py --prefill %s --decode %s >> '%s' 2>&1 || true; }",
-             prog, pre, dec, md, v4cmd, md, pre, dec, md);
+             prog, pre, dec, md, md, pre, dec, md);
     msa_vprogress(x, "bench", "running the GPU benchmarks");
     int rc = system(cmd);
     void *buf = NULL;

@@ -120,6 +120,24 @@ static double exact_block_score(const sel_ctx *x, sel_scratch *w, int blk)
     }
     double r = 0;
     if (mpfr_zero_p(m)) r = 0.0;
+    /* The default scale of a square DI = s^2 is the rational 1/s, an interval of nonzero
+     * width unless s is a power of two.  When m / s is dyadic it can be exactly a
+     * rounding boundary (a midpoint of two doubles), which every interval straddles: the
+     * loop below would double its precision for ever (a fuzz case at DI 144 hung it).
+     * Then m / s is exact at m's precision (dividing by the odd part of s adds no bits):
+     * round it once.  Otherwise, and for an irrational or explicit scale, the value is
+     * no rounding boundary at all, and the loop ends once the interval is narrow enough. */
+    int sq = (int)lround(sqrt((double)c->DI));
+    if (c->index_scale_is_default && sq * sq == c->DI && !mpfr_zero_p(m)) {
+        mpfr_t q;
+        mpfr_init2(q, mpfr_get_prec(m));
+        if (mpfr_div_ui(q, m, (unsigned long)sq, MPFR_RNDN) == 0) {
+            r = mpfr_get_d(q, MPFR_RNDN); /* one correct rounding, ties to even */
+            mpfr_clears(q, m, (mpfr_ptr)0);
+            return r;
+        }
+        mpfr_clear(q);
+    }
     for (mpfr_prec_t p = 128; !mpfr_zero_p(m); p *= 2) {
         mpfr_inits2(p, slo, shi, plo, phi, (mpfr_ptr)0);
         msa_ref_scale_interval(c->index_scale_is_default, c->index_scale, x->dd->DI, slo, shi);

@@ -14,7 +14,6 @@
  * M3 at 8k tokens and M3 decode at 64k (16 tokens, e4m3 index, paged) and 200k keys.
  * Decode cases (T_DECODE) must take the decode path (kernels/cuda/decode.cu), checked
  * through msa_cuda_decode_path, and the mutants are also run on decode cases.
- * $MSA_CUDA_KERNEL=cuda:v4 judges the v4 prefill kernels (and their bug variants) instead.
  * Expected values come from the references, never from the kernels. */
 #include <CUnit/CUnit.h>
 #include <math.h>
@@ -685,8 +684,8 @@ static int cuda_clean(void)
     return 0;
 }
 
-/* $MSA_CUDA_KERNEL: the CUDA kernel the suite judges ("cuda", or "cuda:v4" for the v4
- * prefill kernels); the mutants are then that kernel's bug variants ("cuda:v4+BUG"). */
+/* $MSA_CUDA_KERNEL: the CUDA kernel the suite judges (default "cuda"; a plugin variant
+ * such as "cuda:diag-drop" shows the suite failing). */
 static const char *suite_kernel(void)
 {
     const char *k = getenv("MSA_CUDA_KERNEL");

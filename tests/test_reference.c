@@ -313,6 +313,27 @@ static void test_exact_ranking(void)
     kill_case(c);
 }
 
+/* A block score exactly on a rounding boundary: DI = 9, so the default index scale is the
+ * rational 1/3.  q = (1, 1, 0, ...), k0 = (3 * 2^54, 6, 0, ...): the exact max is
+ * 3 * 2^54 + 6 and the score (2^54 + 6/3) = 2^54 + 2 is the midpoint of the doubles 2^54
+ * and 2^54 + 4 (spacing 4 there); round to nearest, ties to even, gives 2^54.  k1 = -k0
+ * gives -2^54.  (The interval loop never settled on such a value: a fuzz case hung.) */
+static void test_score_on_midpoint(void)
+{
+    int lq = 1, lk = 2;
+    msa_case *c = mk(1, &lq, &lk, 1, 1, 2, 9, 1, 1, 0, 0, MSA_DT_FP32);
+    IQ(c, 0, 0, 0, 1), IQ(c, 0, 0, 1, 1);
+    IK(c, 0, 0, 3 * 0x1p54), IK(c, 0, 1, 6);
+    IK(c, 1, 0, -3 * 0x1p54), IK(c, 1, 1, -6);
+    msa_ref_result r = run(c, MSA_REF_EXACT);
+    CU_ASSERT_EQUAL(r.nblk, 2);
+    CU_ASSERT_EQUAL(r.block_scores[0], 0x1p54);
+    CU_ASSERT_EQUAL(r.block_scores[1], -0x1p54);
+    CU_ASSERT_EQUAL(r.topk[0], 0);
+    msa_ref_result_free(&r);
+    kill_case(c);
+}
+
 /* Lq = 5 > Lk = 3 (causal): queries 0 and 1 sit at positions -2 and -1 and see nothing:
  * out = +0, lse = -inf, selection all -1, block scores -inf.  Query 2 sits at 0. */
 static void test_empty_rows(void)
@@ -626,6 +647,7 @@ int msa_suite_reference(void)
         !CU_add_test(s, "extreme scores: direction at a midpoint", test_boundary_directions) ||
         !CU_add_test(s, "selection ties and init/local forcing", test_selection_ties_forcing) ||
         !CU_add_test(s, "exact ranking beyond double", test_exact_ranking) ||
+        !CU_add_test(s, "block score on a rounding boundary (rational scale)", test_score_on_midpoint) ||
         !CU_add_test(s, "empty rows", test_empty_rows) ||
         !CU_add_test(s, "chunked prefill and decode alignment", test_chunked_and_decode) ||
         !CU_add_test(s, "paged equals packed", test_paged_equals_packed) ||

@@ -6,14 +6,13 @@
 # Nsight Compute profile of the decode and prefill index kernels (per-kernel time, DRAM and
 # SM throughput).  Each part has a time limit so the whole stays under 10 minutes; logs go
 # to OUT_DIR.
-#   usage: tools/gpu_kernel_run.sh BIN_DIR OUT_DIR [PARTS]   (PARTS: any of bench,bench-v4,test,san,prof,recall)
+#   usage: tools/gpu_kernel_run.sh BIN_DIR OUT_DIR [PARTS]   (PARTS: any of bench,test,san,prof,recall)
 # `recall` generates a synthetic 1M-token layer (msa gen --trace) and times `msa recall
 # --device gpu` on it (issue 7: one 1M-token layer within 60 s).
 # $TEST_ONLY (the suite's MSA_CUDA_ONLY) narrows the test part to matching test names;
 # $TEST_SKIP (MSA_CUDA_SKIP) leaves out the matching ones.
-# $VARIANT=v4 judges and profiles the cuda:v4 kernels instead (suite, sanitizers, Nsight
-# Compute) and adds `bench-v4` (a part): the v4 prefill timed against the default kernels in
-# the same run.
+# $VARIANT=NAME runs the suite, sanitizers, benchmark and profile on the plugin's variant
+# cuda:NAME instead (e.g. a planted bug, to see the suite fail).
 # BIN_DIR holds msa, test_msa, libmsa_cuda.so and msa_bench_gpu built on the dev machine.
 set -u -o pipefail
 bin=$1 out=$2 parts=${3:-bench,test,san}
@@ -36,13 +35,6 @@ if has bench; then
     echo "bench: exit $?"
     timeout 200 python3 bench/sdpa_peer.py --prefill ${BENCH_PREFILL:-32768,131072,1048576} --decode 32768,131072,1048576 > "$out/sdpa.md" 2>&1
     echo "sdpa peer: exit $?"
-fi
-if has bench-v4; then # A/B of the prefill kernels, same run: default, then cuda:v4
-    for v in "" v4; do
-        timeout 150 "$bin/msa_bench_gpu" ${v:+--variant $v} --prefill ${BENCH_PREFILL:-32768,131072,1048576} \
-            --decode 32768,1048576 --reps 5 --dense-max 0 > "$out/bench-ab${v:+-$v}.md" 2>&1
-        echo "bench ${v:-default}: exit $?"
-    done
 fi
 if has test; then
     t0=$SECONDS

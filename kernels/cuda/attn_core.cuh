@@ -108,13 +108,13 @@ __device__ __forceinline__ void msa_cu_warp_pv(const uint32_t P[MSA_CU_NT / 2][4
     }
 }
 
-/* ---- v4 forms of the two MMA helpers (the cuda:v4 variant; issue 8) ----
+/* ---- ldmatrix.x4 forms of the two MMA helpers (issue 8's v4: sparse.cu's attention) ----
  * The same products into the same accumulators in the same k order as msa_cu_warp_scores
  * and msa_cu_warp_pv, with fragments by ldmatrix: A one x4 per k-step, B one x4 per
  * n-tile and pair of k-steps, V one x4.trans per pair of dim n-tiles: one shared-memory
  * instruction per two MMAs instead of two per MMA (v3's attention kernels were issue
  * bound on them, bench/NOTES.md).  dim must be a multiple of 32 (the caller, sparse.cu's
- * v4 attention, asserts it of D). */
+ * attention, asserts it of D). */
 template <bool F16>
 __device__ __forceinline__ void msa_cu_warp_scores_x4(const uint16_t *sq, const uint16_t *sk, int ld,
                                                       int dim, int nkt, float S[MSA_CU_NT][4])

@@ -14,9 +14,8 @@
  * blocks and the merge instead of the prefill kernels; same declared arithmetic (the
  * per-block partials and the merge are the same computation).  $MSA_CUDA_DECODE=0 turns
  * it off (benchmark A/B).
- * Variant cuda:v4 (ctx v4 -> msa_cu_prob.v4; docs/DESIGN.md): the issue-8 v4 prefill kernels
- * (pipelined index scorer with 128-row tiles, register top-k, pipelined attention, vector
- * merge), opt-in until a GPU run has judged them; cuda:v4+BUG plants the same bugs in it.
+ * Prefill kernels (issue 8's v4, docs/DESIGN.md): pipelined index scorer with 128-row tiles,
+ * register top-k, pipelined attention, vector merge.
  * Not here: fp32 or e4m3 Q/K/V, fp32 index tensors, D outside {64,128,256}, B outside
  * {16,32,64,128} (supports() says MSA_EUNSUPPORTED). */
 #include <stdarg.h>
@@ -54,7 +53,6 @@ struct msa_cu_ctx {
     char err[512];
     char devname[400];
     int bugs;
-    int v4; /* the cuda:v4 variant (msa_cu_prob.v4) */
     cudaStream_t cap; /* non-blocking stream used for graph capture */
     void *ws;
     size_t ws_size;
@@ -98,7 +96,7 @@ static int cu_init_body(msa_cu_ctx *c)
 }
 
 /* A failed init frees its context (the caller will not call fini) and leaves *out NULL. */
-static int cu_init_bugs(void **out, int bugs, int v4)
+static int cu_init_bugs(void **out, int bugs)
 {
     *out = nullptr;
     msa_cu_ctx *c = (msa_cu_ctx *)calloc(1, sizeof *c);
@@ -107,7 +105,6 @@ static int cu_init_bugs(void **out, int bugs, int v4)
         return MSA_ENOMEM;
     }
     c->bugs = bugs;
-    c->v4 = v4;
     int rc = cu_init_body(c);
     if (rc) {
         snprintf(cu_init_err, sizeof cu_init_err, "%s", c->err);
@@ -119,10 +116,10 @@ static int cu_init_bugs(void **out, int bugs, int v4)
     return 0;
 }
 
-template <int BUGS, int V4 = 0>
+template <int BUGS>
 static int cu_init(void **ctx)
 {
-    return cu_init_bugs(ctx, BUGS, V4);
+    return cu_init_bugs(ctx, BUGS);
 }
 
 static void cu_fini(void *ctx)
@@ -188,7 +185,6 @@ static msa_cu_prob cu_prob(const msa_cu_ctx *c, const msa_problem *p)
     d.fp16 = p->dtype == MSA_DT_FP16;
     d.idx_kind = cu_idx_kind(p);
     d.bugs = c->bugs;
-    d.v4 = c->v4;
     d.cu_q = p->cu_seqlens_q; d.cu_k = p->cu_seqlens_k;
     d.page_table = p->num_pages > 0 ? p->page_table : nullptr;
     d.q = (const uint16_t *)p->q; d.k = (const uint16_t *)p->k; d.v = (const uint16_t *)p->v;
@@ -268,9 +264,9 @@ static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu
     int C = chunk_rows > 0 ? chunk_rows : (int)(cu_ws_budget() / per_row);
     C = C < 1 ? 1 : (C > Tq ? (Tq > 0 ? Tq : 1) : C);
     pl->C = C;
-    /* tiles: per chunk, <= msa_cu_bscore_rows (64, or 128 for v4) rows of one sequence; dense: 64/G queries */
+    /* tiles: per chunk, <= msa_cu_bscore_rows (128, or 64 for e4m3 keys) rows of one sequence; dense: 64/G queries */
     std::vector<int4> qt, dt;
-    const int qpt = msa_cu_bscore_rows(p->DI, cu_idx_kind(p), c->v4) / p->HI;
+    const int qpt = msa_cu_bscore_rows(p->DI, cu_idx_kind(p)) / p->HI;
     std::vector<int> cstart;
     for (int t0 = 0; t0 < Tq; t0 += C) {
         int t1 = t0 + C < Tq ? t0 + C : Tq;
@@ -601,45 +597,30 @@ static msa_backend cu_table(const char *name, const char *desc, int (*init)(void
 
 struct cu_variant {
     const char *name, *desc;
-    int (*init)(void **), (*init_v4)(void **); /* the v3 kernels; the same bugs on the v4 ones */
+    int (*init)(void **);
 };
-#define CU_VARIANT(name, desc, bugs) {name, desc, cu_init<bugs>, cu_init<bugs, 1>}
 static const cu_variant cu_variants[] = {
-    CU_VARIANT("none", "CUDA kernels for Hopper (KV-outer block-sparse MSA, mma.sync)", 0),
-    CU_VARIANT("diag-drop", "BUG: attention drops the diagonal key (j < pos)", MSA_CU_BUG_DIAG_DROP),
-    CU_VARIANT("noncausal", "BUG: causal flag ignored", MSA_CU_BUG_NONCAUSAL),
-    CU_VARIANT("shared-selection", "BUG: every group uses group 0's selection", MSA_CU_BUG_SHARED_SEL),
-    CU_VARIANT("merge-nan", "BUG: merge folds -1 slots in as -inf partials (NaN on empty rows)", MSA_CU_BUG_MERGE_NAN),
-    CU_VARIANT("unmasked-tail", "BUG: keys past pos in the query's own block not masked", MSA_CU_BUG_UNMASKED_TAIL),
-    CU_VARIANT("minus-one-index", "BUG: a -1 slot used as an index (wraps to the last visible block)", MSA_CU_BUG_MINUS_ONE),
+    {"none", "CUDA kernels for Hopper (KV-outer block-sparse MSA, mma.sync)", cu_init<0>},
+    {"diag-drop", "BUG: attention drops the diagonal key (j < pos)", cu_init<MSA_CU_BUG_DIAG_DROP>},
+    {"noncausal", "BUG: causal flag ignored", cu_init<MSA_CU_BUG_NONCAUSAL>},
+    {"shared-selection", "BUG: every group uses group 0's selection", cu_init<MSA_CU_BUG_SHARED_SEL>},
+    {"merge-nan", "BUG: merge folds -1 slots in as -inf partials (NaN on empty rows)", cu_init<MSA_CU_BUG_MERGE_NAN>},
+    {"unmasked-tail", "BUG: keys past pos in the query's own block not masked", cu_init<MSA_CU_BUG_UNMASKED_TAIL>},
+    {"minus-one-index", "BUG: a -1 slot used as an index (wraps to the last visible block)", cu_init<MSA_CU_BUG_MINUS_ONE>},
 };
-#undef CU_VARIANT
 #define CU_NVARIANTS (sizeof cu_variants / sizeof cu_variants[0])
-/* [0][i]: "cuda" / "cuda:BUG"; [1][i]: "cuda:v4" / "cuda:v4+BUG", the issue-8 v4 prefill
- * kernels (bench/NOTES.md "v4"): a legal variant, opt-in until a GPU run has judged it. */
-static msa_backend cu_tables[2][CU_NVARIANTS];
-static char cu_names[2][CU_NVARIANTS][64], cu_descs[CU_NVARIANTS][200];
+static msa_backend cu_tables[CU_NVARIANTS];
+static char cu_names[CU_NVARIANTS][64];
 
 extern "C" const msa_backend *msa_backend_variant_v1(const char *variant)
 {
-    if (!variant) return nullptr;
-    const int v4 = !strcmp(variant, "v4") || !strncmp(variant, "v4+", 3);
-    const char *bug = !strcmp(variant, "v4") ? "none" : v4 ? variant + 3 : variant;
     for (size_t i = 0; i < CU_NVARIANTS; ++i) {
-        if (strcmp(bug, cu_variants[i].name) || (v4 && !strcmp(variant, "v4+none"))) continue;
-        msa_backend *t = &cu_tables[v4][i];
-        if (!t->name) { /* static tables, built on first use */
-            const char *desc = cu_variants[i].desc;
-            if (v4) {
-                snprintf(cu_names[1][i], sizeof cu_names[1][i], i ? "cuda:v4+%s" : "cuda:v4", cu_variants[i].name);
-                snprintf(cu_descs[i], sizeof cu_descs[i], "%s; v4 prefill kernels (NOT YET RUN ON A GPU)", desc);
-                desc = cu_descs[i];
-            } else {
-                snprintf(cu_names[0][i], sizeof cu_names[0][i], i ? "cuda:%s" : "cuda", cu_variants[i].name);
-            }
-            *t = cu_table(cu_names[v4][i], desc, v4 ? cu_variants[i].init_v4 : cu_variants[i].init);
+        if (!variant || strcmp(variant, cu_variants[i].name)) continue;
+        if (!cu_tables[i].name) { /* static tables, built on first use */
+            snprintf(cu_names[i], sizeof cu_names[i], i ? "cuda:%s" : "cuda", cu_variants[i].name);
+            cu_tables[i] = cu_table(cu_names[i], cu_variants[i].desc, cu_variants[i].init);
         }
-        return t;
+        return &cu_tables[i];
     }
     return nullptr;
 }

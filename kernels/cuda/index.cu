@@ -12,8 +12,9 @@
  * score among the non-forced visible blocks, then an ordered compaction that keeps every
  * score above it and the lowest ids among those equal to it (ties -> lower id), emitting
  * ascending ids and a -1 tail.  No exp, no softmax.
- * The cuda:v4 variant (p.v4) scores with msa_cu_bscore_pipe below (bf16/fp16 keys, DI
- * 64/128/256) and selects with decode.cu's register top-k (nblk <= 16384). */
+ * bf16/fp16 keys at DI 64/128/256 are scored by msa_cu_bscore_pipe below (issue 8's v4;
+ * e4m3 keys and other DI by msa_cu_bscore), and rows of nblk <= 16384 blocks are selected
+ * by decode.cu's register top-k (longer rows by the radix select here). */
 #include "attn_core.cuh"
 
 #define MSA_CU_TOPK_MAX_THREADS 1024
@@ -134,9 +135,9 @@ __global__ void __launch_bounds__(MSA_CU_THREADS)
 #define MSA_CU_IS_STAGES 3
 #define MSA_CU_IS_SPAN 4096 /* keys per CTA */
 
-int msa_cu_bscore_rows(int DI, int idx_kind, int v4)
+int msa_cu_bscore_rows(int DI, int idx_kind)
 {
-    return (v4 && idx_kind != MSA_CU_IDX_E4M3 && (DI == 64 || DI == 128 || DI == 256)) ? MSA_CU_IS_ROWS : MSA_CU_ROWS;
+    return (idx_kind != MSA_CU_IDX_E4M3 && (DI == 64 || DI == 128 || DI == 256)) ? MSA_CU_IS_ROWS : MSA_CU_ROWS;
 }
 
 static size_t msa_cu_is_smem(int DI)
@@ -367,7 +368,7 @@ cudaError_t msa_cu_block_scores(const msa_cu_prob &p, const msa_cu_chunk &c, flo
                                 cudaStream_t st)
 {
     if (c.nqtiles <= 0 || p.nblk <= 0) return cudaSuccess;
-    if (msa_cu_bscore_rows(p.DI, p.idx_kind, p.v4) == MSA_CU_IS_ROWS)
+    if (msa_cu_bscore_rows(p.DI, p.idx_kind) == MSA_CU_IS_ROWS)
         return p.idx_kind == MSA_CU_IDX_FP16 ? msa_cu_bscore_pipe_di<true>(p, c, S, ldS, st)
                                              : msa_cu_bscore_pipe_di<false>(p, c, S, ldS, st);
     int bpc = 2048 / p.B; /* about 2048 keys per CTA */
@@ -384,7 +385,7 @@ cudaError_t msa_cu_topk(const msa_cu_prob &p, const msa_cu_chunk &c, const float
                         int32_t *topk, cudaStream_t st)
 {
     if (c.nrows <= 0) return cudaSuccess;
-    if (p.v4 && p.nblk <= MSA_CU_TOPK_REGS_MAX) return msa_cu_topk_regs(p, c.t0, c.nrows, S, ldS, topk, st);
+    if (p.nblk <= MSA_CU_TOPK_REGS_MAX) return msa_cu_topk_regs(p, c.t0, c.nrows, S, ldS, topk, st);
     dim3 grid(c.nrows, p.Hkv);
     /* about 8 blocks per thread and pass: wide CTAs for long rows (decode), 128 otherwise */
     int th = ((p.nblk / 8 + 31) / 32) * 32;

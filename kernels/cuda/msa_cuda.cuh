@@ -45,7 +45,6 @@ struct msa_cu_prob {
     const int32_t *cu_q, *cu_k, *page_table;
     const uint16_t *q, *k, *v;
     const void *iq, *ik;
-    int v4;           /* the cuda:v4 variant's prefill kernels (index.cu, sparse.cu; issue 8) */
 };
 
 struct msa_cu_row {
@@ -234,7 +233,7 @@ __device__ __forceinline__ void msa_cu_load_tile_async(uint16_t *dst, int rows, 
 /* ---- launchers (return cudaError_t of the launch) ---- */
 struct msa_cu_chunk {
     int t0, nrows;    /* packed query rows [t0, t0 + nrows) */
-    const int4 *qtiles; int nqtiles; /* (b, i0, n, 0): up to msa_cu_bscore_rows rows (64; 128 for v4) of one sequence */
+    const int4 *qtiles; int nqtiles; /* (b, i0, n, 0): up to msa_cu_bscore_rows rows (128; 64 for e4m3 keys) of one sequence */
     /* decode path only (decode.cu): scan tasks (b, i0, n, j): rows [i0, i0+n) of sequence b
      * against key blocks [j*dbpc, (j+1)*dbpc) */
     const int4 *dtasks; int ndtasks, dbpc;
@@ -250,7 +249,7 @@ cudaError_t msa_cu_merge_partials(const msa_cu_prob &p, int t0, int nrows, const
 cudaError_t msa_cu_topk_regs(const msa_cu_prob &p, int t0, int nrows, const float *S, int ldS, int32_t *topk,
                              cudaStream_t st);
 /* MMA rows per index-score tile for this index shape (the plan's tiles hold this many). */
-int msa_cu_bscore_rows(int DI, int idx_kind, int v4);
+int msa_cu_bscore_rows(int DI, int idx_kind);
 cudaError_t msa_cu_topk(const msa_cu_prob &p, const msa_cu_chunk &c, const float *S, int ldS,
                         int32_t *topk, cudaStream_t st);
 /* KV-outer sparse attention over a chunk: CSR build, partials, merge. */

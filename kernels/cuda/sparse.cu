@@ -10,8 +10,7 @@
  * P is rounded once to V's type (fp16 for fp16 inputs, bf16 otherwise), as declared
  * (p_dtype "follows the input"); an earlier version rounded to bf16 and then converted to
  * fp16, whose undeclared 2^-25 absolute error per small P the fuzzer caught on an H200.
- * The cuda:v4 variant (p.v4) takes the pipelined attention below and decode.cu's vector
- * merge (msa_cu_merge_partials: the same arithmetic in the same order as msa_cu_merge). */
+ * The partials are merged by decode.cu's vector merge (msa_cu_merge_partials). */
 #include "attn_core.cuh"
 
 /* ---- CSR: count, scan, fill ---- */
@@ -61,10 +60,10 @@ __global__ void msa_cu_csr_scan(const int *cnt, int n, int *off, int *cur)
 }
 
 /* ---- attention: one CTA per (global KV block, KV head) ----
- * V4 (the cuda:v4 variant, issue 8): the K/V tile and the Q tiles come by cp.async, Q in
- * two alternating buffers so the next pass's rows are copied while this pass multiplies,
- * and the MMA fragments by ldmatrix.x4 (attn_core.cuh's _x4 helpers); same arithmetic. */
-template <int D, bool F16, bool V4>
+ * The K/V tile and the Q tiles come by cp.async, Q in two alternating buffers so the next
+ * pass's rows are copied while this pass multiplies, and the MMA fragments by ldmatrix.x4
+ * (attn_core.cuh's _x4 helpers; issue 8's v4). */
+template <int D, bool F16>
 __global__ void __launch_bounds__(MSA_CU_THREADS)
     msa_cu_sparse_attn(msa_cu_prob p, int t0, msa_cu_sparse_ws w)
 {
@@ -94,10 +93,6 @@ __global__ void __launch_bounds__(MSA_CU_THREADS)
         int j = lb * B + r;
         return j < jmax ? p.v + (msa_cu_kv_row(p, b, j) * p.Hkv + g) * D : nullptr;
     };
-    if constexpr (!V4) {
-        msa_cu_load_tile(sk, B, D, krow_k);
-        msa_cu_load_tile(sv, B, D, krow_v);
-    }
 
     const int per = MSA_CU_ROWS / p.G; /* entries (queries) per pass */
     /* Q row r of the pass starting at entry e_pass, of nrow rows (nullptr: a zero row) */
@@ -106,29 +101,21 @@ __global__ void __launch_bounds__(MSA_CU_THREADS)
         int t = t0 + w.ent[e0 + e_pass + r / p.G] / p.topk;
         return p.q + ((int64_t)t * p.Hq + g * p.G + r % p.G) * D;
     };
-    auto qbuf = [&](int e_pass) { return V4 ? sq + ((e_pass / per) & 1) * MSA_CU_ROWS * ld : sq; };
-    if constexpr (V4) {
-        msa_cu_load_tile_async(sk, B, D, p.k, krow_k);
-        msa_cu_load_tile_async(sv, B, D, p.v, krow_v);
-        msa_cu_load_tile_async(qbuf(0), MSA_CU_ROWS, D, p.q, [&](int r) { return qrow(0, min(per, ne) * p.G, r); });
-        msa_cu_cp_commit();
-    }
+    auto qbuf = [&](int e_pass) { return sq + ((e_pass / per) & 1) * MSA_CU_ROWS * ld; };
+    msa_cu_load_tile_async(sk, B, D, p.k, krow_k);
+    msa_cu_load_tile_async(sv, B, D, p.v, krow_v);
+    msa_cu_load_tile_async(qbuf(0), MSA_CU_ROWS, D, p.q, [&](int r) { return qrow(0, min(per, ne) * p.G, r); });
+    msa_cu_cp_commit();
 
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     for (int e_pass = 0; e_pass < ne; e_pass += per) {
         const int nrow = min(per, ne - e_pass) * p.G;
-        if constexpr (V4) {
-            if (e_pass + per < ne) /* the next pass's Q into the other buffer */
-                msa_cu_load_tile_async(qbuf(e_pass + per), MSA_CU_ROWS, D, p.q,
-                                       [&](int r) { return qrow(e_pass + per, min(per, ne - e_pass - per) * p.G, r); });
-            msa_cu_cp_commit();
-            msa_cu_cp_wait<1>();
-            __syncthreads(); /* this pass's Q (and K/V) landed for every thread */
-        } else {
-            __syncthreads(); /* previous pass done with sq; K/V loads visible */
-            msa_cu_load_tile(sq, MSA_CU_ROWS, D, [&](int r) { return qrow(e_pass, nrow, r); });
-            __syncthreads();
-        }
+        if (e_pass + per < ne) /* the next pass's Q into the other buffer */
+            msa_cu_load_tile_async(qbuf(e_pass + per), MSA_CU_ROWS, D, p.q,
+                                   [&](int r) { return qrow(e_pass + per, min(per, ne - e_pass - per) * p.G, r); });
+        msa_cu_cp_commit();
+        msa_cu_cp_wait<1>();
+        __syncthreads(); /* this pass's Q (and K/V) landed for every thread */
         const uint16_t *sqp = qbuf(e_pass);
         if (warp * 16 < nrow) {
             int lim[2], ent_of[2];
@@ -146,8 +133,7 @@ __global__ void __launch_bounds__(MSA_CU_THREADS)
                 }
             }
             float S[MSA_CU_NT][4], mx[2], l[2];
-            if constexpr (V4) msa_cu_warp_scores_x4<F16>(sqp + warp * 16 * ld, sk, ld, D, nkt, S);
-            else msa_cu_warp_scores<F16>(sqp + warp * 16 * ld, sk, ld, D, nkt, S);
+            msa_cu_warp_scores_x4<F16>(sqp + warp * 16 * ld, sk, ld, D, nkt, S);
             msa_cu_scale_mask(S, nkt, lim[0], lim[1], p.c2, mx);
             float m[2] = {mx[0] == -CUDART_INF_F ? 0.f : mx[0], mx[1] == -CUDART_INF_F ? 0.f : mx[1]};
             uint32_t P[MSA_CU_NT / 2][4];
@@ -169,8 +155,7 @@ __global__ void __launch_bounds__(MSA_CU_THREADS)
                 float O[8][4];
     #pragma unroll
                 for (int nd = 0; nd < 8; ++nd) O[nd][0] = O[nd][1] = O[nd][2] = O[nd][3] = 0.f;
-                if constexpr (V4) msa_cu_warp_pv_x4<F16, 8>(P, nkt, sv, ld, d0, O);
-                else msa_cu_warp_pv<F16, 8>(P, nkt, sv, ld, d0, O);
+                msa_cu_warp_pv_x4<F16, 8>(P, nkt, sv, ld, d0, O);
     #pragma unroll
                 for (int nd = 0; nd < 8; ++nd) {
                     int d = d0 + nd * 8 + (lane & 3) * 2;
@@ -182,54 +167,15 @@ __global__ void __launch_bounds__(MSA_CU_THREADS)
                 }
             }
         }
-        if constexpr (V4) __syncthreads(); /* every warp done with this Q buffer before its refill */
+        __syncthreads(); /* every warp done with this Q buffer before its refill */
     }
-    if constexpr (V4) msa_cu_cp_wait<0>();
+    msa_cu_cp_wait<0>();
 }
 
-/* ---- merge: one warp per (query row, head) ---- */
-__global__ void msa_cu_merge(msa_cu_prob p, int t0, int nrows, const int32_t *topk, const float *pO,
-                             const float *pL, void *out, float *lse)
-{
-    int wid = (int)(((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5), lane = threadIdx.x & 31;
-    if (wid >= nrows * p.Hq) return;
-    int tl = wid / p.Hq, h = wid % p.Hq, t = t0 + tl, g = h / p.G;
-    int nvis = msa_cu_nvis(p, msa_cu_row_of(p, t).nkeys);
-    const int32_t *sel = topk + ((int64_t)g * p.total_q + t) * p.topk;
-    const bool nan_bug = (p.bugs & MSA_CU_BUG_MERGE_NAN) != 0;
-    float M = -CUDART_INF_F;
-    for (int s = 0; s < p.topk; ++s)
-        if (msa_cu_sel_block(p, sel[s], nvis) >= 0) M = fmaxf(M, pL[((int64_t)tl * p.topk + s) * p.Hq + h]);
-    int64_t ob = ((int64_t)t * p.Hq + h) * p.D;
-    if (M == -CUDART_INF_F && !nan_bug) { /* empty row: out 0, lse -inf, never NaN */
-        for (int d = lane; d < p.D; d += 32) msa_cu_store_out(out, ob + d, 0.f, p.fp16);
-        if (lane == 0) lse[(int64_t)t * p.Hq + h] = -CUDART_INF_F;
-        return;
-    }
-    float sw = 0.f;
-    for (int s = 0; s < p.topk; ++s) {
-        bool ok = msa_cu_sel_block(p, sel[s], nvis) >= 0;
-        if (ok || nan_bug)
-            sw += expf((ok ? pL[((int64_t)tl * p.topk + s) * p.Hq + h] : -CUDART_INF_F) - M);
-    }
-    for (int d = lane; d < p.D; d += 32) {
-        float acc = 0.f;
-        for (int s = 0; s < p.topk; ++s) {
-            bool ok = msa_cu_sel_block(p, sel[s], nvis) >= 0;
-            if (!ok && !nan_bug) continue;
-            int64_t slot = ((int64_t)tl * p.topk + s) * p.Hq + h;
-            float Ls = ok ? pL[slot] : -CUDART_INF_F, Os = ok ? pO[slot * p.D + d] : 0.f;
-            acc += (expf(Ls - M) / sw) * Os;
-        }
-        msa_cu_store_out(out, ob + d, acc, p.fp16);
-    }
-    if (lane == 0) lse[(int64_t)t * p.Hq + h] = M + logf(sw);
-}
-
-template <int D, bool V4>
+template <int D>
 static size_t msa_cu_sparse_smem(int B)
 {
-    return (size_t)(2 * B + (V4 ? 2 : 1) * MSA_CU_ROWS) * (D + MSA_CU_PAD) * sizeof(uint16_t);
+    return (size_t)(2 * B + 2 * MSA_CU_ROWS) * (D + MSA_CU_PAD) * sizeof(uint16_t); /* K, V, two Q */
 }
 
 template <int D, bool F16>
@@ -237,10 +183,7 @@ static cudaError_t msa_cu_sparse_launch(const msa_cu_prob &p, int t0, const msa_
                                         cudaStream_t st)
 {
     dim3 grid(w.NB, p.Hkv);
-    if (p.v4)
-        msa_cu_sparse_attn<D, F16, true><<<grid, MSA_CU_THREADS, msa_cu_sparse_smem<D, true>(p.B), st>>>(p, t0, w);
-    else
-        msa_cu_sparse_attn<D, F16, false><<<grid, MSA_CU_THREADS, msa_cu_sparse_smem<D, false>(p.B), st>>>(p, t0, w);
+    msa_cu_sparse_attn<D, F16><<<grid, MSA_CU_THREADS, msa_cu_sparse_smem<D>(p.B), st>>>(p, t0, w);
     return cudaGetLastError();
 }
 
@@ -269,21 +212,14 @@ cudaError_t msa_cu_sparse(const msa_cu_prob &p, const msa_cu_chunk &c, const int
         else e = h ? msa_cu_sparse_launch<256, true>(p, c.t0, w, st) : msa_cu_sparse_launch<256, false>(p, c.t0, w, st);
         if (e != cudaSuccess) return e;
     }
-    if (p.v4) return msa_cu_merge_partials(p, c.t0, c.nrows, topk, w.pO, w.pL, out, lse, st);
-    int64_t warps = (int64_t)c.nrows * p.Hq;
-    msa_cu_merge<<<(unsigned)((warps * 32 + 127) / 128), 128, 0, st>>>(p, c.t0, c.nrows, topk, w.pO,
-                                                                      w.pL, out, lse);
-    return cudaGetLastError();
+    return msa_cu_merge_partials(p, c.t0, c.nrows, topk, w.pO, w.pL, out, lse, st);
 }
 
 template <int D, bool F16>
 static cudaError_t msa_cu_sparse_attr(void)
 {
-    cudaError_t e = cudaFuncSetAttribute(msa_cu_sparse_attn<D, F16, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)msa_cu_sparse_smem<D, false>(MSA_CU_MAXB));
-    if (e != cudaSuccess) return e;
-    return cudaFuncSetAttribute(msa_cu_sparse_attn<D, F16, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)msa_cu_sparse_smem<D, true>(MSA_CU_MAXB));
+    return cudaFuncSetAttribute(msa_cu_sparse_attn<D, F16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)msa_cu_sparse_smem<D>(MSA_CU_MAXB));
 }
 
 cudaError_t msa_cu_sparse_set_attributes(void)
