@@ -53,6 +53,7 @@ struct msa_cu_ctx {
     char err[512];
     char devname[400];
     int bugs;
+    int wg;           /* the sm_90a warpgroup index scorer runs here (opt-in: $MSA_CUDA_WGMMA=1) */
     cudaStream_t cap; /* non-blocking stream used for graph capture */
     void *ws;
     size_t ws_size;
@@ -92,6 +93,11 @@ static int cu_init_body(msa_cu_ctx *c)
     CU_CHECK(c, msa_cu_index_set_attributes(), "cudaFuncSetAttribute(index)");
     CU_CHECK(c, msa_cu_decode_set_attributes(), "cudaFuncSetAttribute(decode)");
     CU_CHECK(c, cudaStreamCreateWithFlags(&c->cap, cudaStreamNonBlocking), "cudaStreamCreate");
+    const int wg = msa_cu_wgmma_available();
+    if (wg < 0) return cu_fail(c, MSA_EBACKEND, "cuda: sm_90a probe kernel failed");
+    /* opt-in until judged on a GPU (bench/NOTES.md v5): $MSA_CUDA_WGMMA=1 */
+    const char *env = getenv("MSA_CUDA_WGMMA");
+    c->wg = wg && env && *env == '1';
     return 0;
 }
 
@@ -220,6 +226,7 @@ struct cu_plan {
     msa_cu_prob d;
     int decode;                    /* decode path (decode.cu) instead of the prefill kernels */
     int C;                         /* query rows per chunk */
+    int wg;                        /* index scores by the sm_90a warpgroup kernel (index.cu) */
     std::vector<msa_cu_chunk> chunks;
     int ndtiles;
     const int4 *dtiles;
@@ -264,9 +271,10 @@ static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu
     int C = chunk_rows > 0 ? chunk_rows : (int)(cu_ws_budget() / per_row);
     C = C < 1 ? 1 : (C > Tq ? (Tq > 0 ? Tq : 1) : C);
     pl->C = C;
-    /* tiles: per chunk, <= msa_cu_bscore_rows (128, or 64 for e4m3 keys) rows of one sequence; dense: 64/G queries */
+    pl->wg = c->wg;
+    /* tiles: per chunk, <= msa_cu_bscore_rows (256/128 with wgmma, 128 without, 64 for e4m3 keys) rows of one sequence; dense: 64/G queries */
     std::vector<int4> qt, dt;
-    const int qpt = msa_cu_bscore_rows(p->DI, cu_idx_kind(p)) / p->HI;
+    const int qpt = msa_cu_bscore_rows(p->DI, cu_idx_kind(p), c->wg) / p->HI;
     std::vector<int> cstart;
     for (int t0 = 0; t0 < Tq; t0 += C) {
         int t1 = t0 + C < Tq ? t0 + C : Tq;
@@ -372,7 +380,7 @@ static int cu_chain(msa_cu_ctx *c, const cu_plan &pl, int what, int32_t *topk, v
             continue;
         }
         if (what & CU_DO_SELECT) {
-            CU_CHECK(c, msa_cu_block_scores(pl.d, ch, pl.S, pl.d.nblk, st), "block-score kernel launch");
+            CU_CHECK(c, msa_cu_block_scores(pl.d, ch, pl.S, pl.d.nblk, pl.wg, st), "block-score kernel launch");
             CU_CHECK(c, msa_cu_topk(pl.d, ch, pl.S, pl.d.nblk, topk, st), "top-k kernel launch");
         }
         if (what & CU_DO_ATTEND)
@@ -424,7 +432,7 @@ static int cu_index_scores(void *ctx, const msa_problem *p, float *block_scores)
     if (rc) return rc;
     cudaStream_t st = (cudaStream_t)p->stream;
     for (const msa_cu_chunk &ch : pl.chunks)
-        CU_CHECK(c, msa_cu_block_scores(pl.d, ch, block_scores, pl.d.nblk, st), "block-score kernel launch");
+        CU_CHECK(c, msa_cu_block_scores(pl.d, ch, block_scores, pl.d.nblk, pl.wg, st), "block-score kernel launch");
     return cu_finish(c, st, "index_scores");
 }
 

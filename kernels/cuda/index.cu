@@ -12,10 +12,12 @@
  * score among the non-forced visible blocks, then an ordered compaction that keeps every
  * score above it and the lowest ids among those equal to it (ties -> lower id), emitting
  * ascending ids and a -1 tail.  No exp, no softmax.
- * bf16/fp16 keys at DI 64/128/256 are scored by msa_cu_bscore_pipe below (issue 8's v4;
- * e4m3 keys and other DI by msa_cu_bscore), and rows of nblk <= 16384 blocks are selected
+ * bf16/fp16 keys at DI 64/128/256 are scored by msa_cu_bscore_wg below (issue 8's v5,
+ * sm_90a wgmma) where the device runs the sm_90a code, else by msa_cu_bscore_pipe (v4);
+ * e4m3 keys and other DI by msa_cu_bscore; rows of nblk <= 16384 blocks are selected
  * by decode.cu's register top-k (longer rows by the radix select here). */
 #include "attn_core.cuh"
+#include "wgmma.cuh"
 
 #define MSA_CU_TOPK_MAX_THREADS 1024
 
@@ -135,9 +137,11 @@ __global__ void __launch_bounds__(MSA_CU_THREADS)
 #define MSA_CU_IS_STAGES 3
 #define MSA_CU_IS_SPAN 4096 /* keys per CTA */
 
-int msa_cu_bscore_rows(int DI, int idx_kind)
+int msa_cu_bscore_rows(int DI, int idx_kind, int wg)
 {
-    return (idx_kind != MSA_CU_IDX_E4M3 && (DI == 64 || DI == 128 || DI == 256)) ? MSA_CU_IS_ROWS : MSA_CU_ROWS;
+    if (idx_kind == MSA_CU_IDX_E4M3 || (DI != 64 && DI != 128 && DI != 256)) return MSA_CU_ROWS;
+    if (wg) return DI <= 128 ? 256 : 128; /* msa_cu_ws_cfg<DI / 16>::ROWS */
+    return MSA_CU_IS_ROWS;
 }
 
 static size_t msa_cu_is_smem(int DI)
@@ -262,6 +266,214 @@ __global__ void __launch_bounds__(MSA_CU_IS_WARPS * 32, 1)
     msa_cu_cp_wait<0>(); /* no copy outlives the CTA */
 }
 
+/* ---- the warpgroup scorer (issue 8's v5: sm_90a wgmma; bf16/fp16 keys, DI 64/128/256) ----
+ * One CTA of 2 warpgroups per (tile of <= 256 (query, index head) rows (128 at DI 256),
+ * range of 8192 keys).  Each warpgroup owns MT m-tiles of 64 rows whose A fragments stay in
+ * registers (loaded once by ldmatrix, the layout wgmma's register A shares with mma.sync);
+ * 128-key tiles stream through STAGES shared stages by cp.async in the 128-byte-swizzled
+ * K-major layout the wgmma descriptor names (wgmma.cuh), and one m64n128k16 per k-step
+ * multiplies a whole 64 x 128 block from shared memory, so B is read once per warpgroup
+ * instead of once per warp (v4 read each key tile 8 times by ldmatrix: its shared
+ * bandwidth capped it at the mma.sync rate, 17% of the GEMM, bench/NOTES.md).  m-tile 0's
+ * block maxima are taken while m-tile 1 is still multiplied.  The arithmetic per
+ * (row, key) is the declared one: the same k-steps in the same order into one fp32
+ * accumulator, s = iscale * dot, -inf at or past the row's key limit, max over the block
+ * (for a finite iscale > 0 the maximum of the dots is scaled instead of each dot: rounding
+ * is monotone, so fl(c max x) = max fl(c x) exactly, NaN and -inf included). */
+#define MSA_CU_WS_KEYS 128 /* keys per stage: the wgmma N */
+#define MSA_CU_WS_SPAN 8192 /* keys per CTA */
+#define MSA_CU_WS_THREADS 256 /* two warpgroups */
+
+template <int KT>
+struct msa_cu_ws_cfg {
+    static constexpr int DI = KT * 16, MT = DI <= 128 ? 2 : 1, ROWS = 2 * MT * 64;
+    static constexpr int REGION = MSA_CU_WS_KEYS * 128;   /* bytes of 64 columns of a stage */
+    static constexpr int STAGE = (DI / 64) * REGION;      /* bytes of a 128-key stage */
+    static constexpr int STAGES = DI <= 128 ? 4 : 3;
+    static constexpr size_t SMEM = (size_t)STAGES * STAGE + 1024; /* + alignment slack */
+    static_assert(ROWS * (DI + MSA_CU_PAD) * 2 <= STAGES * STAGE, "A rows staged through the stages");
+};
+
+template <bool F16, int KT>
+__global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
+    msa_cu_bscore_wg(msa_cu_prob p, msa_cu_chunk c, float *S, int ldS, int bpc)
+{
+#ifdef MSA_CU_HAVE_WGMMA
+    using C = msa_cu_ws_cfg<KT>;
+    constexpr int DI = C::DI, MT = C::MT, ROWS = C::ROWS, CPR = DI / 8, NT = MSA_CU_WS_KEYS / 8;
+    constexpr int ST = C::STAGES, NTH = MSA_CU_WS_THREADS, ld = DI + MSA_CU_PAD;
+    static_assert(MSA_CU_WS_KEYS * CPR % NTH == 0, "whole copy rounds");
+    extern __shared__ __align__(16) unsigned char wsm_raw[];
+    unsigned char *sm = wsm_raw + ((1024u - ((uint32_t)__cvta_generic_to_shared(wsm_raw) & 1023u)) & 1023u);
+    const int B = p.B, HI = p.HI, SB = MSA_CU_WS_KEYS / B; /* blocks per stage */
+    const int4 tile = c.qtiles[blockIdx.x];
+    const int b = tile.x, tq0 = p.cu_q[b] + tile.y, n = tile.z, nrow = n * HI;
+    const int blk0 = blockIdx.z * bpc, blk1 = min(blk0 + bpc, p.nblk);
+    if (blk0 >= blk1) return;
+    const int Lk = p.cu_k[b + 1] - p.cu_k[b];
+    const int jmax = msa_cu_row_of(p, tq0 + n - 1).nkeys; /* the tile's last query sees most */
+    const int vis1 = min(blk1, msa_cu_nvis(p, jmax));      /* blocks [blk0, vis1) have keys */
+    const int wg = threadIdx.x >> 7, wl = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
+    const int row0 = wg * MT * 64; /* this warpgroup's first row */
+    auto sdst = [&](int r) -> float * {
+        return S + ((int64_t)(r % HI) * c.nrows + (tq0 + r / HI - c.t0)) * ldS;
+    };
+    for (int x = threadIdx.x; x < nrow * max(blk1 - max(vis1, blk0), 0); x += NTH) {
+        const int w = blk1 - max(vis1, blk0);
+        sdst(x / w)[max(vis1, blk0) + x % w] = -CUDART_INF_F;
+    }
+    if (blk0 >= vis1) return;
+    const int ntiles = (vis1 - blk0 + SB - 1) / SB;
+    const uint16_t *ik = (const uint16_t *)p.ik, *iq = (const uint16_t *)p.iq;
+    const bool spos = p.iscale > 0.f && p.iscale < CUDART_INF_F;
+
+    /* A fragments: the rows through the stages (padded rows), then registers */
+    uint16_t *sa = (uint16_t *)sm;
+    msa_cu_load_tile(sa, ROWS, DI, [&](int r) -> const uint16_t * {
+        return r < nrow ? iq + ((int64_t)(tq0 + r / HI) * HI + r % HI) * DI : nullptr;
+    });
+    __syncthreads();
+    uint32_t a[MT][KT][4];
+    int nk[MT][2], nkmin[MT];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+#pragma unroll
+        for (int kt = 0; kt < KT; ++kt)
+            msa_cu_ldsm_x4(a[m][kt], sa + (row0 + m * 64 + wl * 16 + (lane & 15)) * ld + kt * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int r = row0 + m * 64 + wl * 16 + (lane >> 2) + 8 * h;
+            nk[m][h] = r < nrow ? msa_cu_row_of(p, tq0 + r / HI).nkeys : 0;
+        }
+        nkmin[m] = min(__reduce_min_sync(0xffffffffu, (unsigned)nk[m][0]), __reduce_min_sync(0xffffffffu, (unsigned)nk[m][1]));
+    }
+    const bool active = row0 < nrow; /* uniform per warpgroup */
+    __syncthreads(); /* the stages free for the key tiles */
+
+    /* key r of a tile, 16-byte chunk cc: region cc / 8 (64 columns), row r at 128 r,
+     * chunk position (cc % 8) ^ (r % 8): the 128-byte swizzle of the descriptor */
+    auto issue = [&](int ti) {
+        if (ti < ntiles) {
+            unsigned char *dst = sm + (ti % ST) * C::STAGE;
+            const int key0 = (blk0 + ti * SB) * B;
+#pragma unroll
+            for (int u = 0; u < MSA_CU_WS_KEYS * CPR / NTH; ++u) {
+                const int x = threadIdx.x + u * NTH, r = x / CPR, cc = x % CPR, j = key0 + r;
+                const bool ok = j < jmax && j < Lk;
+                const uint16_t *src = ok ? ik + msa_cu_kv_row(p, b, j) * DI + cc * 8 : ik;
+                msa_cu_cp16(dst + (cc >> 3) * C::REGION + r * 128 + (((cc & 7) ^ (r & 7)) << 4), src, ok);
+            }
+        }
+        msa_cu_cp_commit(); /* empty groups keep the wait count uniform */
+    };
+    float acc[MT][64];
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int i = 0; i < 64; ++i) acc[m][i] = 0.f;
+    const int ntb = B / 8;
+#pragma unroll
+    for (int s = 0; s < ST - 1; ++s) issue(s);
+    for (int ti = 0; ti < ntiles; ++ti) {
+        msa_cu_cp_wait<ST - 2>();
+        msa_cu_fence_async_smem(); /* this thread's copies, seen by the async proxy */
+        __syncthreads();           /* tile ti landed; tile ti-1's stage read by every warpgroup */
+        issue(ti + ST - 1);
+        if (!active) continue;
+        const uint64_t d0 = msa_cu_wg_desc(sm + (ti % ST) * C::STAGE);
+        msa_cu_wg_fence();
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+#pragma unroll
+            for (int kt = 0; kt < KT; ++kt) /* k-step kt: region kt / 4, 32 bytes per k-step */
+                msa_cu_wg_mma<F16>(acc[m], a[m][kt], d0 + (uint64_t)((kt >> 2) * (C::REGION >> 4) + (kt & 3) * 2), kt);
+            msa_cu_wg_commit();
+        }
+        const int key0 = (blk0 + ti * SB) * B;
+#pragma unroll
+        for (int m = 0; m < MT; ++m) {
+            if (m == 0 && MT == 2) msa_cu_wg_wait<1>(); else msa_cu_wg_wait<0>();
+            msa_cu_wg_pin(acc[m]);
+            const bool full = key0 + MSA_CU_WS_KEYS <= nkmin[m];
+            const int lim0 = min(max(nk[m][0] - key0, 0), MSA_CU_WS_KEYS), lim1 = min(max(nk[m][1] - key0, 0), MSA_CU_WS_KEYS);
+            for (int bi = 0; bi < SB; ++bi) {
+                const int blk = blk0 + ti * SB + bi;
+                float mx[2] = {-CUDART_INF_F, -CUDART_INF_F};
+#pragma unroll
+                for (int nt = 0; nt < NT; ++nt) {
+                    if (nt / ntb != bi) continue;
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int col = nt * 8 + (lane & 3) * 2 + (e & 1);
+                        const float v = spos ? acc[m][nt * 4 + e] : acc[m][nt * 4 + e] * p.iscale;
+                        mx[e >> 1] = fmaxf(mx[e >> 1], (full || col < (e < 2 ? lim0 : lim1)) ? v : -CUDART_INF_F);
+                    }
+                }
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+                    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+                    if (spos) mx[h] *= p.iscale;
+                }
+                if ((lane & 3) == 0 && blk < vis1) {
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int r = row0 + m * 64 + wl * 16 + (lane >> 2) + 8 * h;
+                        if (r < nrow) sdst(r)[blk] = mx[h];
+                    }
+                }
+            }
+        }
+    }
+    msa_cu_cp_wait<0>(); /* no copy outlives the CTA */
+#else
+    (void)p; (void)c; (void)S; (void)ldS; (void)bpc;
+    __trap(); /* never launched: the host checks msa_cu_wgmma_available() */
+#endif
+}
+
+template <bool F16, int KT>
+static cudaError_t msa_cu_bscore_wg_launch(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
+                                           cudaStream_t st)
+{
+    const int bpc = MSA_CU_WS_SPAN / p.B;
+    dim3 grid(c.nqtiles, 1, (p.nblk + bpc - 1) / bpc);
+    msa_cu_bscore_wg<F16, KT><<<grid, MSA_CU_WS_THREADS, msa_cu_ws_cfg<KT>::SMEM, st>>>(p, c, S, ldS, bpc);
+    return cudaGetLastError();
+}
+
+template <bool F16>
+static cudaError_t msa_cu_bscore_wg_di(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
+                                       cudaStream_t st)
+{
+    switch (p.DI) {
+    case 64: return msa_cu_bscore_wg_launch<F16, 4>(p, c, S, ldS, st);
+    case 128: return msa_cu_bscore_wg_launch<F16, 8>(p, c, S, ldS, st);
+    default: return msa_cu_bscore_wg_launch<F16, 16>(p, c, S, ldS, st);
+    }
+}
+
+__global__ void msa_cu_wg_probe(int *out)
+{
+#ifdef MSA_CU_HAVE_WGMMA
+    *out = 1;
+#else
+    *out = 0;
+#endif
+}
+
+/* 1 when the device runs the sm_90a code of this plugin (wgmma), 0 when not, < 0 on a
+ * CUDA error; the driver picks the sm_90a or the sm_90 cubin, so ask the code itself. */
+int msa_cu_wgmma_available(void)
+{
+    int *d = nullptr, h = 0;
+    if (cudaMalloc(&d, sizeof(int)) != cudaSuccess) return -1;
+    msa_cu_wg_probe<<<1, 1>>>(d);
+    cudaError_t e = cudaMemcpy(&h, d, sizeof(int), cudaMemcpyDeviceToHost);
+    cudaFree(d);
+    return e == cudaSuccess ? h : -1;
+}
+
 template <bool F16, int KT>
 static cudaError_t msa_cu_bscore_pipe_launch(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
                                              cudaStream_t st)
@@ -364,11 +576,15 @@ __global__ void __launch_bounds__(MSA_CU_TOPK_MAX_THREADS)
     for (int s = base + threadIdx.x; s < K; s += blockDim.x) out[s] = -1;
 }
 
-cudaError_t msa_cu_block_scores(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
+cudaError_t msa_cu_block_scores(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS, int wg,
                                 cudaStream_t st)
 {
     if (c.nqtiles <= 0 || p.nblk <= 0) return cudaSuccess;
-    if (msa_cu_bscore_rows(p.DI, p.idx_kind) == MSA_CU_IS_ROWS)
+    const int rows = msa_cu_bscore_rows(p.DI, p.idx_kind, wg);
+    if (wg && rows != MSA_CU_ROWS)
+        return p.idx_kind == MSA_CU_IDX_FP16 ? msa_cu_bscore_wg_di<true>(p, c, S, ldS, st)
+                                             : msa_cu_bscore_wg_di<false>(p, c, S, ldS, st);
+    if (rows == MSA_CU_IS_ROWS)
         return p.idx_kind == MSA_CU_IDX_FP16 ? msa_cu_bscore_pipe_di<true>(p, c, S, ldS, st)
                                              : msa_cu_bscore_pipe_di<false>(p, c, S, ldS, st);
     int bpc = 2048 / p.B; /* about 2048 keys per CTA */
@@ -407,5 +623,12 @@ cudaError_t msa_cu_index_set_attributes(void)
     MSA_CU_IS_ATTR(false, 4) MSA_CU_IS_ATTR(false, 8) MSA_CU_IS_ATTR(false, 16)
     MSA_CU_IS_ATTR(true, 4) MSA_CU_IS_ATTR(true, 8) MSA_CU_IS_ATTR(true, 16)
 #undef MSA_CU_IS_ATTR
+#define MSA_CU_WS_ATTR(F, KT)                                                                        \
+    if (e == cudaSuccess)                                                                            \
+        e = cudaFuncSetAttribute(msa_cu_bscore_wg<F, KT>, cudaFuncAttributeMaxDynamicSharedMemorySize, \
+                                 (int)msa_cu_ws_cfg<KT>::SMEM);
+    MSA_CU_WS_ATTR(false, 4) MSA_CU_WS_ATTR(false, 8) MSA_CU_WS_ATTR(false, 16)
+    MSA_CU_WS_ATTR(true, 4) MSA_CU_WS_ATTR(true, 8) MSA_CU_WS_ATTR(true, 16)
+#undef MSA_CU_WS_ATTR
     return e;
 }

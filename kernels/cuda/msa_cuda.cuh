@@ -239,7 +239,8 @@ struct msa_cu_chunk {
     const int4 *dtasks; int ndtasks, dbpc;
 };
 
-cudaError_t msa_cu_block_scores(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
+/* wg: the sm_90a warpgroup scorer (the plan's tiles then hold msa_cu_bscore_rows(.., 1) rows). */
+cudaError_t msa_cu_block_scores(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS, int wg,
                                 cudaStream_t st);
 /* The LSE merge of the per-slot partials (decode.cu's msa_cu_dmerge; both chains). */
 cudaError_t msa_cu_merge_partials(const msa_cu_prob &p, int t0, int nrows, const int32_t *topk, const float *pO,
@@ -248,8 +249,11 @@ cudaError_t msa_cu_merge_partials(const msa_cu_prob &p, int t0, int nrows, const
 #define MSA_CU_TOPK_REGS_MAX (16 * 1024)
 cudaError_t msa_cu_topk_regs(const msa_cu_prob &p, int t0, int nrows, const float *S, int ldS, int32_t *topk,
                              cudaStream_t st);
-/* MMA rows per index-score tile for this index shape (the plan's tiles hold this many). */
-int msa_cu_bscore_rows(int DI, int idx_kind);
+/* MMA rows per index-score tile for this index shape (the plan's tiles hold this many);
+ * wg: the warpgroup scorer is used. */
+int msa_cu_bscore_rows(int DI, int idx_kind, int wg);
+/* 1 when the sm_90a (wgmma) code runs on this device, 0 when not, < 0 on a CUDA error. */
+int msa_cu_wgmma_available(void);
 cudaError_t msa_cu_topk(const msa_cu_prob &p, const msa_cu_chunk &c, const float *S, int ldS,
                         int32_t *topk, cudaStream_t st);
 /* KV-outer sparse attention over a chunk: CSR build, partials, merge. */
