@@ -18,6 +18,7 @@ static const char *verify_help =
     "usage: msa verify [--tier quick|full|soak] [--kernel K ...] [--baseline OLD.so]\n"
     "                  [--report REPORT.md] [--junit FILE.xml] [--seed S]\n"
     "                  [--traces DIR|TRACE.npz ...] [--corpus DIR]\n"
+    "                  [--bench-prefill N,N,...] [--bench-decode N,N,...]\n"
     "\n"
     "Runs, per tier: number-format conformance, the reference's fast mode against exact mode,\n"
     "the oracle's self-tests, the mutant kill check, the regression corpus, a fuzz campaign per\n"
@@ -28,6 +29,9 @@ static const char *verify_help =
     "--traces (repeatable; default traces/data): each trace is replayed through every kernel and\n"
     "its recall tables and plots (report-plots/ beside the report) go into the report.\n"
     "--baseline OLD.so compares each kernel with a previous release (accuracy and speed).\n"
+    "--bench-prefill/--bench-decode: the context lengths the benchmark table times (ours and the\n"
+    "SDPA peer), instead of the tier's (quick: 8192 / 32768; full: 8192,32768,131072 /\n"
+    "32768,131072,1048576); an empty list skips that half.\n"
     "Exit 0: every check that ran passed; 1: a defect was found; 2: bad usage.\n";
 
 double msa_vnow(void)
@@ -298,6 +302,21 @@ static void run_item_here(msa_vctx *x, const ck_item *it, msa_vcheck *c)
     c->seconds = msa_vnow() - t;
 }
 
+/* A bench size list goes into a shell command line: digits and single commas only, each
+ * a context length in [1, MSA_VERIFY_BENCH_MAX]; "" (skip) is a valid list. */
+static int token_list_ok(const char *v)
+{
+    for (const char *s = v; *s;) {
+        long n = 0;
+        int nd = 0;
+        for (; *s >= '0' && *s <= '9'; ++s, ++nd)
+            if ((n = n * 10 + (*s - '0')) > MSA_VERIFY_BENCH_MAX) return 0;
+        if (nd == 0 || n < 1 || (*s && *s != ',') || (*s == ',' && !s[1])) return 0;
+        if (*s) ++s;
+    }
+    return 1;
+}
+
 int msa_cmd_verify(int argc, char **argv)
 {
     msa_vctx x;
@@ -329,6 +348,12 @@ int msa_cmd_verify(int argc, char **argv)
             x.trace_dirs[x.ntrace_dirs++] = v;
         }
         else if (!strcmp(a, "--corpus")) x.corpus_dir = v;
+        else if (!strcmp(a, "--bench-prefill") || !strcmp(a, "--bench-decode")) {
+            if (!token_list_ok(v))
+                return msa_cli_usage_error("verify", "%s: '%s' is not a comma-separated list of context lengths (1 to %d)",
+                                           a, v, MSA_VERIFY_BENCH_MAX);
+            *(a[8] == 'p' ? &x.bench_prefill : &x.bench_decode) = v;
+        }
         else if (!strcmp(a, "--seed")) {
             if (msa_cli_u64("verify", a, v, &x.seed)) return MSA_EXIT_USAGE;
         } else return msa_cli_usage_error("verify", "unknown option '%s' (msa verify --help)", a);

@@ -19,12 +19,14 @@ typedef struct {
 } msa_vcheck;
 
 #define MSA_VERIFY_MAX_KERNELS 8
+#define MSA_VERIFY_BENCH_MAX (1 << 22) /* longest context a --bench-* list may name */
 
 typedef struct {
     msa_tier tier;
     const char *kernels[MSA_VERIFY_MAX_KERNELS];
     int nkernels;
     const char *baseline;
+    const char *bench_prefill, *bench_decode; /* token counts for the bench check, or NULL: the tier's */
     const char *trace_dirs[MSA_VERIFY_MAX_KERNELS]; /* folders of traces, or trace files */
     int ntrace_dirs;
     char plot_dir[1024];  /* recall plots: a folder beside the report ... */

@@ -616,14 +616,14 @@ void msa_verify_bench(msa_vctx *x, msa_vcheck *c)
     /* Sizes kept small enough for the release gate's time budget; `msa bench gpu` runs
      * the full sweep (to 1M tokens).  The PyTorch SDPA peer runs in the same run when a
      * python3 with torch is there (the GPU machine has it). */
-    const char *pre = x->tier == MSA_TIER_QUICK ? "8192" : "8192,32768,131072";
-    const char *dec = x->tier == MSA_TIER_QUICK ? "32768" : "32768,131072,1048576";
+    const char *pre = x->bench_prefill ? x->bench_prefill : x->tier == MSA_TIER_QUICK ? "8192" : "8192,32768,131072";
+    const char *dec = x->bench_decode ? x->bench_decode : x->tier == MSA_TIER_QUICK ? "32768" : "32768,131072,1048576";
     snprintf(md, sizeof md, "%s/bench-verify.md", dir);
     snprintf(cmd, sizeof cmd,
-             "'%s' --prefill %s --decode %s --reps 5 > '%s' 2>&1 && "
+             "'%s' --prefill '%s' --decode '%s' --reps 5 > '%s' 2>&1 && "
              "{ python3 -c 'import torch' 2>/dev/null && [ -f bench/sdpa_peer.py ] && "
              "printf '\\n## Peer: PyTorch scaled_dot_product_attention, same run\\n\\n' >> '%s' && "
-             "python3 bench/sdpa_peer.py --prefill %s --decode %s >> '%s' 2>&1 || true; }",
+             "python3 bench/sdpa_peer.py --prefill '%s' --decode '%s' >> '%s' 2>&1 || true; }",
              prog, pre, dec, md, md, pre, dec, md);
     msa_vprogress(x, "bench", "running the GPU benchmarks");
     int rc = system(cmd);
@@ -635,7 +635,7 @@ void msa_verify_bench(msa_vctx *x, msa_vcheck *c)
         snprintf(c->summary, sizeof c->summary, "benchmark run failed (exit %d), no output", rc);
         return;
     }
-    msa_sb_printf(&x->sections, "## Benchmarks (%s)\n\n`%s --prefill %s --decode %s --reps 5`; "
+    msa_sb_printf(&x->sections, "## Benchmarks (%s)\n\n`%s --prefill '%s' --decode '%s' --reps 5`; "
                   "the full sweep and its history are in bench/NOTES.md.\n\n%.*s\n",
                   x->gpu, "build/msa_bench_gpu", pre, dec, (int)len, (char *)buf);
     free(buf);

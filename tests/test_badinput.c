@@ -236,6 +236,15 @@ static void test_bad_arguments(void)
     expect_bad("out of range", "gen --block 0 -o /nonexistent/x.npz", "--block", NULL);
     expect_bad("bad mode", "ref a.npz -o b.npz --mode approximate", "--mode", NULL);
     expect_bad("bad tier", "verify --tier medium", "--tier", NULL);
+    expect_bad("bench list with a shell word", "verify --bench-prefill '8192;true'", "--bench-prefill", NULL);
+    expect_bad("bench list, empty item", "verify --bench-decode 8192,,16", "--bench-decode", NULL);
+    expect_bad("bench list, trailing comma", "verify --bench-decode 8192,", "--bench-decode", NULL);
+    expect_bad("bench list, zero", "verify --bench-prefill 0", "--bench-prefill", NULL);
+    expect_bad("bench list, too long", "verify --bench-prefill 99999999999", "--bench-prefill", NULL);
+    { /* the valid lists, an empty one included, pass the parser (--help then stops it) */
+        char err[4096];
+        CU_ASSERT(run_msa("verify --bench-prefill 8192,1048576 --bench-decode '' --help", err, sizeof err) == 0);
+    }
     expect_bad("bad dtype", "gen --dtype bf17 -o /nonexistent/x.npz", "--dtype", NULL);
     snprintf(args, sizeof args, "gen --topk 0 -o %s/out.npz", bi_dir);
     expect_bad("k = 0", args, "--topk", NULL);

@@ -672,7 +672,8 @@ static void big_size_case(const char *label, int nb, int lq, int lk, msa_dtype i
     X(9, "decode 1M on the prefill kernels", 1, 1, 1 << 20, BF, 1)           \
     X(10, "decode 128k e4m3 index", 1, 1, 131072, E4, 0)                     \
     X(11, "decode 128k, 16 tokens", 1, 16, 131072, BF, 0)                    \
-    X(12, "decode 128k, batch 8", 8, 1, 131072, BF, 0)
+    X(12, "decode 128k, batch 8", 8, 1, 131072, BF, 0)                         \
+    X(13, "prefill 8k", 1, 8192, 8192, BF, 0)
 #define BIG_FN(n, label, nb, lq, lk, idt, pk) \
     static void test_big_##n(void) { big_size_case(label, nb, lq, lk, idt, pk); }
 BIG_LIST(BIG_FN)

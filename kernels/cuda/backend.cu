@@ -53,7 +53,7 @@ struct msa_cu_ctx {
     char err[512];
     char devname[400];
     int bugs;
-    int wg;           /* the sm_90a warpgroup index scorer runs here (opt-in: $MSA_CUDA_WGMMA=1) */
+    int wg;           /* the sm_90a warpgroup index scorer runs here (off: $MSA_CUDA_WGMMA=0) */
     cudaStream_t cap; /* non-blocking stream used for graph capture */
     void *ws;
     size_t ws_size;
@@ -95,9 +95,10 @@ static int cu_init_body(msa_cu_ctx *c)
     CU_CHECK(c, cudaStreamCreateWithFlags(&c->cap, cudaStreamNonBlocking), "cudaStreamCreate");
     const int wg = msa_cu_wgmma_available();
     if (wg < 0) return cu_fail(c, MSA_EBACKEND, "cuda: sm_90a probe kernel failed");
-    /* opt-in until judged on a GPU (bench/NOTES.md v5): $MSA_CUDA_WGMMA=1 */
+    /* the default where the device runs sm_90a code (bench/NOTES.md v5); $MSA_CUDA_WGMMA=0
+     * keeps the v4 mma.sync scorer (for comparisons in one run) */
     const char *env = getenv("MSA_CUDA_WGMMA");
-    c->wg = wg && env && *env == '1';
+    c->wg = wg && !(env && *env == '0');
     return 0;
 }
 

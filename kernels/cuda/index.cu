@@ -13,7 +13,8 @@
  * score above it and the lowest ids among those equal to it (ties -> lower id), emitting
  * ascending ids and a -1 tail.  No exp, no softmax.
  * bf16/fp16 keys at DI 64/128/256 are scored by msa_cu_bscore_wg below (issue 8's v5,
- * sm_90a wgmma) where the device runs the sm_90a code, else by msa_cu_bscore_pipe (v4);
+ * sm_90a wgmma) where the device runs the sm_90a code (unless $MSA_CUDA_WGMMA=0), else
+ * by msa_cu_bscore_pipe (v4);
  * e4m3 keys and other DI by msa_cu_bscore; rows of nblk <= 16384 blocks are selected
  * by decode.cu's register top-k (longer rows by the radix select here). */
 #include "attn_core.cuh"
@@ -268,18 +269,19 @@ __global__ void __launch_bounds__(MSA_CU_IS_WARPS * 32, 1)
 
 /* ---- the warpgroup scorer (issue 8's v5: sm_90a wgmma; bf16/fp16 keys, DI 64/128/256) ----
  * One CTA of 2 warpgroups per (tile of <= 256 (query, index head) rows (128 at DI 256),
- * range of 8192 keys).  Each warpgroup owns MT m-tiles of 64 rows whose A fragments stay in
- * registers (loaded once by ldmatrix, the layout wgmma's register A shares with mma.sync);
- * 128-key tiles stream through STAGES shared stages by cp.async in the 128-byte-swizzled
- * K-major layout the wgmma descriptor names (wgmma.cuh), and one m64n128k16 per k-step
- * multiplies a whole 64 x 128 block from shared memory, so B is read once per warpgroup
- * instead of once per warp (v4 read each key tile 8 times by ldmatrix: its shared
- * bandwidth capped it at the mma.sync rate, 17% of the GEMM, bench/NOTES.md).  m-tile 0's
- * block maxima are taken while m-tile 1 is still multiplied.  The arithmetic per
- * (row, key) is the declared one: the same k-steps in the same order into one fp32
- * accumulator, s = iscale * dot, -inf at or past the row's key limit, max over the block
- * (for a finite iscale > 0 the maximum of the dots is scaled instead of each dot: rounding
- * is monotone, so fl(c max x) = max fl(c x) exactly, NaN and -inf included). */
+ * range of 8192 keys).  Each warpgroup owns MT m-tiles of 64 rows.  The rows sit in
+ * shared memory once, and 128-key tiles stream through STAGES shared stages by cp.async,
+ * both in the 128-byte-swizzled K-major layout the wgmma descriptors name (wgmma.cuh):
+ * one m64n128k16 per k-step multiplies a 64 x 128 block with both operands read by the
+ * tensor cores from shared memory (v4 reloaded each key tile 8 times by ldmatrix, so its
+ * shared bandwidth capped it at the mma.sync rate, 17% of the GEMM, bench/NOTES.md).  The
+ * next tile's copies are issued while the multiplies run, m-tile 0's block maxima are
+ * taken while m-tile 1 is still multiplied, and a full tile (every row sees all 128 keys)
+ * costs one max per score.  The arithmetic per (row, key) is the declared one: the same
+ * k-steps in the same order into one fp32 accumulator, s = iscale * dot, -inf at or past
+ * the row's key limit, max over the block (for a finite iscale > 0 the maximum of the
+ * dots is scaled instead of each dot: rounding is monotone, so fl(c max x) = max fl(c x)
+ * exactly, NaN and -inf included). */
 #define MSA_CU_WS_KEYS 128 /* keys per stage: the wgmma N */
 #define MSA_CU_WS_SPAN 8192 /* keys per CTA */
 #define MSA_CU_WS_THREADS 256 /* two warpgroups */
@@ -289,10 +291,31 @@ struct msa_cu_ws_cfg {
     static constexpr int DI = KT * 16, MT = DI <= 128 ? 2 : 1, ROWS = 2 * MT * 64;
     static constexpr int REGION = MSA_CU_WS_KEYS * 128;   /* bytes of 64 columns of a stage */
     static constexpr int STAGE = (DI / 64) * REGION;      /* bytes of a 128-key stage */
-    static constexpr int STAGES = DI <= 128 ? 4 : 3;
-    static constexpr size_t SMEM = (size_t)STAGES * STAGE + 1024; /* + alignment slack */
-    static_assert(ROWS * (DI + MSA_CU_PAD) * 2 <= STAGES * STAGE, "A rows staged through the stages");
+    static constexpr int STAGES = DI <= 128 ? 4 : 2;
+    static constexpr size_t SMEM = (size_t)STAGES * STAGE + (size_t)ROWS * DI * 2 + 1024; /* + A, alignment slack */
 };
+
+/* Running maxima over this thread's accumulators of block bi (ntb n-tiles of 8 keys;
+ * ALL: the whole 128-key tile is one block), per accumulator row half h = e / 2, of
+ * d * scale, -inf at columns at or past the row's limit (MASK). */
+template <bool MASK, bool ALL>
+__device__ __forceinline__ void msa_cu_wg_blockmax(const float (&d)[64], float (&mx)[2], int bi, int ntb, int lane,
+                                                   int lim0, int lim1, float scale)
+{
+#pragma unroll
+    for (int nt = 0; nt < MSA_CU_WS_KEYS / 8; ++nt) {
+        if (!ALL && nt / ntb != bi) continue;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            if (MASK) {
+                const int col = nt * 8 + (lane & 3) * 2 + (e & 1);
+                mx[e >> 1] = fmaxf(mx[e >> 1], col < (e < 2 ? lim0 : lim1) ? d[nt * 4 + e] * scale : -CUDART_INF_F);
+            } else {
+                mx[e >> 1] = fmaxf(mx[e >> 1], d[nt * 4 + e]);
+            }
+        }
+    }
+}
 
 template <bool F16, int KT>
 __global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
@@ -300,8 +323,8 @@ __global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
 {
 #ifdef MSA_CU_HAVE_WGMMA
     using C = msa_cu_ws_cfg<KT>;
-    constexpr int DI = C::DI, MT = C::MT, ROWS = C::ROWS, CPR = DI / 8, NT = MSA_CU_WS_KEYS / 8;
-    constexpr int ST = C::STAGES, NTH = MSA_CU_WS_THREADS, ld = DI + MSA_CU_PAD;
+    constexpr int DI = C::DI, MT = C::MT, ROWS = C::ROWS, CPR = DI / 8;
+    constexpr int ST = C::STAGES, NTH = MSA_CU_WS_THREADS;
     static_assert(MSA_CU_WS_KEYS * CPR % NTH == 0, "whole copy rounds");
     extern __shared__ __align__(16) unsigned char wsm_raw[];
     unsigned char *sm = wsm_raw + ((1024u - ((uint32_t)__cvta_generic_to_shared(wsm_raw) & 1023u)) & 1023u);
@@ -327,19 +350,18 @@ __global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
     const uint16_t *ik = (const uint16_t *)p.ik, *iq = (const uint16_t *)p.iq;
     const bool spos = p.iscale > 0.f && p.iscale < CUDART_INF_F;
 
-    /* A fragments: the rows through the stages (padded rows), then registers */
-    uint16_t *sa = (uint16_t *)sm;
-    msa_cu_load_tile(sa, ROWS, DI, [&](int r) -> const uint16_t * {
-        return r < nrow ? iq + ((int64_t)(tq0 + r / HI) * HI + r % HI) * DI : nullptr;
-    });
-    __syncthreads();
-    uint32_t a[MT][KT][4];
+    /* the tile's rows (zeros past nrow), once, into the A region in the same swizzled
+     * layout as the key stages: row r of 64-column region g at g * ROWS * 128 + 128 r */
+    unsigned char *sa = sm + ST * C::STAGE;
+    for (int x = threadIdx.x; x < ROWS * CPR; x += NTH) {
+        const int r = x / CPR, cc = x % CPR;
+        const uint16_t *src = r < nrow ? iq + ((int64_t)(tq0 + r / HI) * HI + r % HI) * DI + cc * 8 : iq;
+        msa_cu_cp16(sa + (cc >> 3) * (ROWS * 128) + r * 128 + (((cc & 7) ^ (r & 7)) << 4), src, r < nrow);
+    }
+    msa_cu_cp_commit();
     int nk[MT][2], nkmin[MT];
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
-#pragma unroll
-        for (int kt = 0; kt < KT; ++kt)
-            msa_cu_ldsm_x4(a[m][kt], sa + (row0 + m * 64 + wl * 16 + (lane & 15)) * ld + kt * 16 + (lane >> 4) * 8);
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
             const int r = row0 + m * 64 + wl * 16 + (lane >> 2) + 8 * h;
@@ -347,8 +369,17 @@ __global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
         }
         nkmin[m] = min(__reduce_min_sync(0xffffffffu, (unsigned)nk[m][0]), __reduce_min_sync(0xffffffffu, (unsigned)nk[m][1]));
     }
+    /* this thread's 2 MT score rows, as S offsets in rows of ldS (no division per store) */
+    int so[MT][2];
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int r = row0 + m * 64 + wl * 16 + (lane >> 2) + 8 * h;
+            so[m][h] = r < nrow ? (r % HI) * c.nrows + (tq0 + r / HI - c.t0) : -1;
+        }
     const bool active = row0 < nrow; /* uniform per warpgroup */
-    __syncthreads(); /* the stages free for the key tiles */
+    const int64_t kb = p.cu_k[b];     /* unpaged storage row of the sequence's key 0 */
 
     /* key r of a tile, 16-byte chunk cc: region cc / 8 (64 columns), row r at 128 r,
      * chunk position (cc % 8) ^ (r % 8): the 128-byte swizzle of the descriptor */
@@ -360,70 +391,75 @@ __global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
             for (int u = 0; u < MSA_CU_WS_KEYS * CPR / NTH; ++u) {
                 const int x = threadIdx.x + u * NTH, r = x / CPR, cc = x % CPR, j = key0 + r;
                 const bool ok = j < jmax && j < Lk;
-                const uint16_t *src = ok ? ik + msa_cu_kv_row(p, b, j) * DI + cc * 8 : ik;
+                const int64_t row = p.page_table ? msa_cu_kv_row(p, b, j) : kb + j;
+                const uint16_t *src = ok ? ik + row * DI + cc * 8 : ik;
                 msa_cu_cp16(dst + (cc >> 3) * C::REGION + r * 128 + (((cc & 7) ^ (r & 7)) << 4), src, ok);
             }
         }
         msa_cu_cp_commit(); /* empty groups keep the wait count uniform */
+    };
+    /* block maxima of one m-tile's accumulators for the key tile at key0, stored */
+    auto epilogue = [&](const float (&d)[64], int m, int ti) {
+        const int key0 = (blk0 + ti * SB) * B;
+        const bool full = key0 + MSA_CU_WS_KEYS <= nkmin[m]; /* warp-uniform */
+        const int lim0 = min(max(nk[m][0] - key0, 0), MSA_CU_WS_KEYS), lim1 = min(max(nk[m][1] - key0, 0), MSA_CU_WS_KEYS);
+        for (int bi = 0; bi < SB; ++bi) {
+            const int blk = blk0 + ti * SB + bi;
+            float mx[2] = {-CUDART_INF_F, -CUDART_INF_F};
+            if (SB == 1 && full && spos) /* the common case: a plain maximum, scaled once */
+                msa_cu_wg_blockmax<false, true>(d, mx, 0, 0, lane, 0, 0, 1.f);
+            else if (full && spos)
+                msa_cu_wg_blockmax<false, false>(d, mx, bi, B / 8, lane, 0, 0, 1.f);
+            else
+                msa_cu_wg_blockmax<true, false>(d, mx, bi, B / 8, lane, lim0, lim1, spos ? 1.f : p.iscale);
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+                mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+                if (spos) mx[h] *= p.iscale;
+            }
+            if ((lane & 3) == 0 && blk < vis1) {
+#pragma unroll
+                for (int h = 0; h < 2; ++h)
+                    if (so[m][h] >= 0) S[(int64_t)so[m][h] * ldS + blk] = mx[h];
+            }
+        }
     };
     float acc[MT][64];
 #pragma unroll
     for (int m = 0; m < MT; ++m)
 #pragma unroll
         for (int i = 0; i < 64; ++i) acc[m][i] = 0.f;
-    const int ntb = B / 8;
+    /* m-tile m times key tile ti: KT k-steps (k-step kt: region kt / 4, 32 bytes each) */
+    auto mma = [&](int m, int ti) {
+        const uint64_t a0 = msa_cu_wg_desc(sa + (row0 + m * 64) * 128), d0 = msa_cu_wg_desc(sm + (ti % ST) * C::STAGE);
 #pragma unroll
+        for (int kt = 0; kt < KT; ++kt)
+            msa_cu_wg_mma<F16>(acc[m], a0 + (uint64_t)((kt >> 2) * (ROWS * 128 >> 4) + (kt & 3) * 2),
+                               d0 + (uint64_t)((kt >> 2) * (C::REGION >> 4) + (kt & 3) * 2), kt);
+        msa_cu_wg_commit();
+    };
     for (int s = 0; s < ST - 1; ++s) issue(s);
     for (int ti = 0; ti < ntiles; ++ti) {
         msa_cu_cp_wait<ST - 2>();
         msa_cu_fence_async_smem(); /* this thread's copies, seen by the async proxy */
         __syncthreads();           /* tile ti landed; tile ti-1's stage read by every warpgroup */
-        issue(ti + ST - 1);
-        if (!active) continue;
-        const uint64_t d0 = msa_cu_wg_desc(sm + (ti % ST) * C::STAGE);
+        if (!active) {             /* (a tail tile's idle warpgroup: copies only) */
+            issue(ti + ST - 1);
+            continue;
+        }
         msa_cu_wg_fence();
 #pragma unroll
-        for (int m = 0; m < MT; ++m) {
-#pragma unroll
-            for (int kt = 0; kt < KT; ++kt) /* k-step kt: region kt / 4, 32 bytes per k-step */
-                msa_cu_wg_mma<F16>(acc[m], a[m][kt], d0 + (uint64_t)((kt >> 2) * (C::REGION >> 4) + (kt & 3) * 2), kt);
-            msa_cu_wg_commit();
+        for (int m = 0; m < MT; ++m) mma(m, ti);
+        issue(ti + ST - 1); /* into tile ti-1's stage: its multiplies all waited for */
+        if (MT == 2) {
+            msa_cu_wg_wait<1>();
+            msa_cu_wg_pin(acc[0]);
+            epilogue(acc[0], 0, ti); /* while m-tile 1 is multiplied */
         }
-        const int key0 = (blk0 + ti * SB) * B;
-#pragma unroll
-        for (int m = 0; m < MT; ++m) {
-            if (m == 0 && MT == 2) msa_cu_wg_wait<1>(); else msa_cu_wg_wait<0>();
-            msa_cu_wg_pin(acc[m]);
-            const bool full = key0 + MSA_CU_WS_KEYS <= nkmin[m];
-            const int lim0 = min(max(nk[m][0] - key0, 0), MSA_CU_WS_KEYS), lim1 = min(max(nk[m][1] - key0, 0), MSA_CU_WS_KEYS);
-            for (int bi = 0; bi < SB; ++bi) {
-                const int blk = blk0 + ti * SB + bi;
-                float mx[2] = {-CUDART_INF_F, -CUDART_INF_F};
-#pragma unroll
-                for (int nt = 0; nt < NT; ++nt) {
-                    if (nt / ntb != bi) continue;
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int col = nt * 8 + (lane & 3) * 2 + (e & 1);
-                        const float v = spos ? acc[m][nt * 4 + e] : acc[m][nt * 4 + e] * p.iscale;
-                        mx[e >> 1] = fmaxf(mx[e >> 1], (full || col < (e < 2 ? lim0 : lim1)) ? v : -CUDART_INF_F);
-                    }
-                }
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-                    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
-                    if (spos) mx[h] *= p.iscale;
-                }
-                if ((lane & 3) == 0 && blk < vis1) {
-#pragma unroll
-                    for (int h = 0; h < 2; ++h) {
-                        const int r = row0 + m * 64 + wl * 16 + (lane >> 2) + 8 * h;
-                        if (r < nrow) sdst(r)[blk] = mx[h];
-                    }
-                }
-            }
-        }
+        msa_cu_wg_wait<0>();
+        msa_cu_wg_pin(acc[MT - 1]);
+        epilogue(acc[MT - 1], MT - 1, ti);
     }
     msa_cu_cp_wait<0>(); /* no copy outlives the CTA */
 #else
