@@ -391,8 +391,8 @@ __global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
             for (int u = 0; u < MSA_CU_WS_KEYS * CPR / NTH; ++u) {
                 const int x = threadIdx.x + u * NTH, r = x / CPR, cc = x % CPR, j = key0 + r;
                 const bool ok = j < jmax && j < Lk;
-                const int64_t row = p.page_table ? msa_cu_kv_row(p, b, j) : kb + j;
-                const uint16_t *src = ok ? ik + row * DI + cc * 8 : ik;
+                /* (the page table is read only for keys that exist: past them it ends) */
+                const uint16_t *src = ok ? ik + (p.page_table ? msa_cu_kv_row(p, b, j) : kb + j) * DI + cc * 8 : ik;
                 msa_cu_cp16(dst + (cc >> 3) * C::REGION + r * 128 + (((cc & 7) ^ (r & 7)) << 4), src, ok);
             }
         }
