@@ -156,11 +156,16 @@ static int write_report(const char *path, msa_vctx *x, const msa_vcheck *v, int 
     char date[64], commit[64], machine[320];
     time_t now = time(NULL);
     strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S UTC", gmtime(&now));
-    shell_line("git rev-parse --short HEAD 2>/dev/null", commit, sizeof commit);
-    if (!commit[0] && getenv("MSA_COMMIT")) /* a copy of the tree without .git (GPU machine) */
-        snprintf(commit, sizeof commit, "%s", getenv("MSA_COMMIT"));
-    char dirty[8];
-    shell_line("git status --porcelain --untracked-files=no 2>/dev/null | head -1 | wc -l", dirty, sizeof dirty);
+    /* $MSA_COMMIT names the commit the binaries were built from, when they run in a copy
+     * of the tree whose git state is not theirs (the GPU machine): it wins over git */
+    const char *mc = getenv("MSA_COMMIT");
+    char dirty[8] = "0";
+    if (mc && *mc) {
+        snprintf(commit, sizeof commit, "%s", mc);
+    } else {
+        shell_line("git rev-parse --short HEAD 2>/dev/null", commit, sizeof commit);
+        shell_line("git status --porcelain --untracked-files=no 2>/dev/null | head -1 | wc -l", dirty, sizeof dirty);
+    }
     machine_line(machine, sizeof machine);
     static const char *tiers[] = {"quick", "full", "soak"};
     msa_sb_printf(&b, "# MSA verification report\n\n");

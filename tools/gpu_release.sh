@@ -9,7 +9,7 @@
 #   usage: tools/gpu_release.sh BIN_DIR OUT_DIR [TRACE.npz ...]
 # BIN_DIR holds msa, test_msa, libmsa_cuda.so, msa_bench_gpu and mutants/ (built on the
 # dev machine); traces/data is always replayed, the TRACE.npz arguments too.
-# Environment: VERIFY_TIER (full), VERIFY_LIMIT (420 s), BENCH_PREFILL / BENCH_DECODE
+# Environment: MSA_COMMIT (the commit the binaries were built from: REPORT.md says it), VERIFY_TIER (full), VERIFY_LIMIT (420 s), BENCH_PREFILL / BENCH_DECODE
 # (verify's --bench-prefill / --bench-decode: the sizes of the report's benchmark table),
 # RACECHECK_CASES ("oracle: decode"), M3=0 skips the transformers round trip, PACK=1 packs OUT_DIR into one archive.
 set -u -o pipefail
