@@ -315,7 +315,7 @@ static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu
     size_t o_qt = o; o += cu_align(sizeof(int4) * (qt.size() + 1));
     size_t o_dt = o; o += cu_align(sizeof(int4) * (dt.size() + 1));
     size_t o_dk = o; o += cu_align(sizeof(int4) * (dtk.size() + 1));
-    size_t o_cnt = o; o += 3 * cu_align(sizeof(int) * ncell);
+    size_t o_cnt = o; o += 4 * cu_align(sizeof(int) * ncell);
     size_t o_ent = o; o += cu_align(sizeof(int) * (size_t)C * p->Hkv * K);
     size_t o_S = o; o += cu_align(sizeof(float) * (size_t)C * p->HI * (p->nblk > 0 ? p->nblk : 1));
     size_t o_pL = o; o += cu_align(sizeof(float) * (size_t)C * K * p->Hq);
@@ -359,6 +359,10 @@ static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu
     pl->w.cnt = (int *)(ws + o_cnt);
     pl->w.off = (int *)(ws + o_cnt + cu_align(sizeof(int) * ncell));
     pl->w.cur = (int *)(ws + o_cnt + 2 * cu_align(sizeof(int) * ncell));
+    /* MSA_CUDA_ORDER=1: the KV-outer grid takes the largest cells first (opt-in until
+     * judged on a GPU; the default is the grid order) */
+    const char *ord_env = getenv("MSA_CUDA_ORDER");
+    pl->w.ord = ord_env && !strcmp(ord_env, "1") ? (int *)(ws + o_cnt + 3 * cu_align(sizeof(int) * ncell)) : nullptr;
     pl->w.ent = (int *)(ws + o_ent);
     pl->w.pO = (float *)(ws + o_pO);
     pl->w.pL = (float *)(ws + o_pL);

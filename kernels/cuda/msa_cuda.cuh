@@ -262,6 +262,7 @@ struct msa_cu_sparse_ws {
     const int *blk_off;          /* [batch+1] first global block of each sequence */
     const int *blk_seq, *blk_lb; /* [NB] sequence and logical block of a global block */
     int *cnt, *off, *cur;        /* [Hkv*NB (+1)] */
+    int *ord;                    /* [Hkv*NB] cells by entry count, largest first (MSA_CUDA_ORDER=1; nullptr: grid order) */
     int *ent;                    /* CSR entries (row - t0) * topk + slot */
     float *pO, *pL;              /* partials [nrows][topk][Hq][D], [nrows][topk][Hq] */
 };

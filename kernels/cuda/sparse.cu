@@ -35,14 +35,24 @@ __global__ void msa_cu_csr_count(msa_cu_prob p, int t0, int nrows, const int32_t
     }
 }
 
-/* Exclusive scan of n counts by one CTA of 1024 threads: off[0..n], cur = off. */
-__global__ void msa_cu_csr_scan(const int *cnt, int n, int *off, int *cur)
+/* Exclusive scan of n counts by one CTA of 1024 threads: off[0..n], cur = off; and, when
+ * ord is given, the cells ordered by entry count, largest first (by floor(log2(count)),
+ * a counting sort): the KV-outer grid takes its cells in that order, so a cell that many
+ * rows selected (the diagonal block under causal masking, the initial blocks) starts in
+ * the first wave instead of the last (issue 8: largest rows first).  The order within a
+ * class is whatever the atomics give: each cell's CTA computes the same thing wherever it
+ * runs, so the results do not depend on it. */
+__device__ __forceinline__ int msa_cu_cnt_class(int c) { return c > 0 ? 32 - __clz(c) : 0; } /* 0..31 */
+
+__global__ void msa_cu_csr_scan(const int *cnt, int n, int *off, int *cur, int *ord)
 {
     __shared__ int part[1024];
+    __shared__ int cls[32], at[32];
     int seg = (n + 1023) / 1024, a = threadIdx.x * seg, z = min(a + seg, n);
     int s = 0;
     for (int i = a; i < z; ++i) s += cnt[i];
     part[threadIdx.x] = s;
+    if (threadIdx.x < 32) cls[threadIdx.x] = 0;
     __syncthreads();
     for (int d = 1; d < 1024; d <<= 1) { /* Hillis-Steele inclusive scan */
         int v = threadIdx.x >= d ? part[threadIdx.x - d] : 0;
@@ -57,6 +67,29 @@ __global__ void msa_cu_csr_scan(const int *cnt, int n, int *off, int *cur)
         run += cnt[i];
     }
     if (threadIdx.x == 1023) off[n] = part[1023];
+    if (!ord) return;
+    /* class histogram, one shared atomic per (warp, class) present */
+    const int lane = threadIdx.x & 31, base0 = threadIdx.x & ~31;
+    for (int b0 = base0; b0 < n; b0 += 1024) {
+        const int i = b0 + lane, c = i < n ? msa_cu_cnt_class(cnt[i]) : -1;
+        const unsigned same = __match_any_sync(0xffffffffu, c);
+        if (c >= 0 && lane == __ffs(same) - 1) atomicAdd(&cls[c], __popc(same));
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) { /* class starts, largest class first */
+        int o = 0;
+        for (int k = 31; k >= 0; --k) { at[k] = o; o += cls[k]; }
+    }
+    __syncthreads();
+    for (int b0 = base0; b0 < n; b0 += 1024) {
+        const int i = b0 + lane, c = i < n ? msa_cu_cnt_class(cnt[i]) : -1;
+        const unsigned same = __match_any_sync(0xffffffffu, c);
+        const int leader = __ffs(same) - 1;
+        int pos = 0;
+        if (c >= 0 && lane == leader) pos = atomicAdd(&at[c], __popc(same));
+        pos = __shfl_sync(0xffffffffu, pos, leader);
+        if (c >= 0) ord[pos + __popc(same & ((1u << lane) - 1u))] = i;
+    }
 }
 
 /* ---- attention: one CTA per (global KV block, KV head) ----
@@ -70,7 +103,7 @@ __global__ void __launch_bounds__(MSA_CU_THREADS)
     static_assert(D % 32 == 0, "the _x4 helpers take k-steps in pairs");
     extern __shared__ __align__(16) uint16_t sm[];
     const int ld = D + MSA_CU_PAD, B = p.B, nkt = B / 8;
-    const int gb = blockIdx.x, g = blockIdx.y, cell = g * w.NB + gb;
+    const int x = blockIdx.y * w.NB + blockIdx.x, cell = w.ord ? w.ord[x] : x, gb = cell % w.NB, g = cell / w.NB;
     const int e0 = w.off[cell], ne = w.off[cell + 1] - e0;
     if (ne == 0) return;
     uint16_t *sk = sm, *sv = sm + B * ld, *sq = sm + 2 * B * ld;
@@ -201,7 +234,7 @@ cudaError_t msa_cu_sparse(const msa_cu_prob &p, const msa_cu_chunk &c, const int
                                              w.ent, fill);
         if ((e = cudaGetLastError()) != cudaSuccess) return e;
         if (fill == 0) {
-            msa_cu_csr_scan<<<1, 1024, 0, st>>>(w.cnt, ncell, w.off, w.cur);
+            msa_cu_csr_scan<<<1, 1024, 0, st>>>(w.cnt, ncell, w.off, w.cur, w.ord);
             if ((e = cudaGetLastError()) != cudaSuccess) return e;
         }
     }
