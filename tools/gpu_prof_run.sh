@@ -16,13 +16,13 @@ step() { # name timeout command...
     timeout $to "$@" > $O/$n.log 2>&1; echo "$n: exit $? ($((SECONDS-t)) s)" | tee -a $O/summary.txt
 }
 BG=$B/msa_bench_gpu
-if [[ $PARTS == *gqa* ]]; then # the prefill oracle cases with MSA_CUDA_ORDER=1 (largest cells first)
-    MSA_CUDA_ORDER=1 MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_ONLY="oracle: gqa" step cuda-gqa 120 $B/test_msa
+if [[ $PARTS == *gqa* ]]; then # the quick oracle cases with the opt-in kernels (MSA_CUDA_ORDER=1, MSA_CUDA_MERGE=4)
+    MSA_CUDA_ORDER=1 MSA_CUDA_MERGE=4 MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_ONLY="oracle:" step cuda-gqa 160 $B/test_msa
     grep -E '^ +(tests|asserts) ' $O/cuda-gqa.log | tee -a $O/summary.txt
 fi
 if [[ $PARTS == *check* ]]; then
     rm -rf /tmp/sm
-    step memcheck-fuzz 120 compute-sanitizer --tool memcheck --error-exitcode 3 $B/msa fuzz --kernel cuda --cases 40 --max-context 1024 --corpus /tmp/sm --seed 7
+    step memcheck-fuzz 120 compute-sanitizer --tool memcheck --error-exitcode 3 $B/msa fuzz --kernel cuda --cases 25 --max-context 1024 --corpus /tmp/sm --seed 7
     grep 'ERROR SUMMARY' $O/memcheck-fuzz.log | tail -1 | tee -a $O/summary.txt
     MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="oracle: gqa" step memcheck-gqa 90 compute-sanitizer --tool memcheck --error-exitcode 3 $B/test_msa
     grep 'ERROR SUMMARY' $O/memcheck-gqa.log | tail -1 | tee -a $O/summary.txt
@@ -36,11 +36,11 @@ if [[ $PARTS == *check* ]]; then
     tail -4 $O/fuzz.log | tee -a $O/summary.txt
 fi
 if [[ $PARTS == *ws* ]]; then
-    # "MB ORDER": workspace budget, MSA_CUDA_ORDER (0: KV-outer cells in grid order)
-    for cfg in ${WS_LIST:-4096:0 4096:1 16384:1}; do
-        mb=${cfg%:*}; od=${cfg#*:}
-        MSA_CUDA_ORDER=$od MSA_CUDA_WS_MB=$mb step bench-ws$mb-o$od 120 $BG --prefill 1048576 --decode '' --reps 1 --dense-max 0 --ceilings 0
-        grep -E "^\| [0-9]+ \|" $O/bench-ws$mb-o$od.log | head -2 | sed "s/^/ws $mb order $od /" | tee -a $O/summary.txt
+    # "MB:ORDER:MERGE": workspace budget, MSA_CUDA_ORDER (1: largest KV-outer cells first), MSA_CUDA_MERGE (4: vector merge)
+    for cfg in ${WS_LIST:-4096:0:0 4096:1:4 16384:1:4}; do
+        IFS=: read -r mb od mg <<< "$cfg"
+        MSA_CUDA_ORDER=$od MSA_CUDA_MERGE=$mg MSA_CUDA_WS_MB=$mb step bench-ws$mb-o$od-m$mg 120 $BG --prefill 1048576 --decode '' --reps 1 --dense-max 0 --ceilings 0
+        grep -E "^\| [0-9]+ \|" $O/bench-ws$mb-o$od-m$mg.log | head -2 | sed "s/^/ws $mb order $od merge $mg /" | tee -a $O/summary.txt
     done
     # one late chunk of a 1M prefill (kernel launches 1000-1027 of the warm-up forward): per-kernel
     # time and the active-cycle spread across SMs (avg / max: the tail of each kernel)
