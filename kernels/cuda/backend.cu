@@ -192,6 +192,8 @@ static msa_cu_prob cu_prob(const msa_cu_ctx *c, const msa_problem *p)
     d.fp16 = p->dtype == MSA_DT_FP16;
     d.idx_kind = cu_idx_kind(p);
     d.bugs = c->bugs;
+    const char *mg_env = getenv("MSA_CUDA_MERGE");
+    d.merge_v4 = mg_env && !strcmp(mg_env, "4") && p->D % 4 == 0;
     d.cu_q = p->cu_seqlens_q; d.cu_k = p->cu_seqlens_k;
     d.page_table = p->num_pages > 0 ? p->page_table : nullptr;
     d.q = (const uint16_t *)p->q; d.k = (const uint16_t *)p->k; d.v = (const uint16_t *)p->v;

@@ -29,8 +29,6 @@
  * bytes are not 64/128/256/512, rows of more than 16384 blocks (backend.cu routes those
  * to the prefill kernels). */
 #include <cuda_fp8.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "attn_core.cuh"
 
@@ -599,9 +597,8 @@ cudaError_t msa_cu_merge_partials(const msa_cu_prob &p, int t0, int nrows, const
 {
     if (nrows <= 0) return cudaSuccess;
     const int64_t warps = (int64_t)nrows * p.Hq;
-    static const int v4 = getenv("MSA_CUDA_MERGE") && !strcmp(getenv("MSA_CUDA_MERGE"), "4");
     const unsigned nb = (unsigned)((warps * 32 + 127) / 128);
-    if (v4 && p.D % 4 == 0) msa_cu_dmerge<true><<<nb, 128, 0, st>>>(p, t0, nrows, topk, pO, pL, out, lse);
+    if (p.merge_v4) msa_cu_dmerge<true><<<nb, 128, 0, st>>>(p, t0, nrows, topk, pO, pL, out, lse);
     else msa_cu_dmerge<false><<<nb, 128, 0, st>>>(p, t0, nrows, topk, pO, pL, out, lse);
     return cudaGetLastError();
 }

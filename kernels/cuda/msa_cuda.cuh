@@ -42,6 +42,7 @@ struct msa_cu_prob {
     int fp16;         /* main dtype fp16 (else bf16) */
     int idx_kind;     /* MSA_CU_IDX_* */
     int bugs;         /* MSA_CU_BUG_* */
+    int merge_v4;     /* the vector merge (decode.cu; $MSA_CUDA_MERGE=4, opt-in) */
     const int32_t *cu_q, *cu_k, *page_table;
     const uint16_t *q, *k, *v;
     const void *iq, *ik;
