@@ -81,7 +81,8 @@ $(BUILD)/msa: $(call obj,$(CLI_SRC)) $(LIBS)
 	$(CC) $(CFLAGS_ALL) -rdynamic -o $@ $(call obj,$(CLI_SRC)) $(LIBS) $(LDLIBS_ALL)
 
 # CUnit is linked statically so the test binary runs on the GPU machine, which lacks it.
-CUNIT_A := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libcunit.a /usr/lib/aarch64-linux-gnu/libcunit.a /usr/lib/libcunit.a))
+# Looked up when the link runs (deferred '='), after check-deps may have installed it.
+CUNIT_A = $(firstword $(shell ls /usr/lib/x86_64-linux-gnu/libcunit.a /usr/lib/aarch64-linux-gnu/libcunit.a /usr/lib/libcunit.a 2>/dev/null))
 $(BUILD)/test_msa: $(call obj,$(TEST_SRC)) $(LIBS)
 	$(CC) $(CFLAGS_ALL) -rdynamic -o $@ $(call obj,$(TEST_SRC)) $(LIBS) $(CUNIT_A) $(LDLIBS_ALL)
 

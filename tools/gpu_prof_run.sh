@@ -6,7 +6,7 @@
 #   attention, merge and dense kernels.  Run from the repository root with build/gpu carried:
 #   usage: tools/gpu_prof_run.sh BIN_DIR OUT_DIR [parts]   parts: check,ws,prof (default all)
 #   ws: prefill 1M under several workspace budgets (MSA_CUDA_WS_MB: rows per chunk) and cell orders;
-#   gqa: the prefill oracle cases under MSA_CUDA_ORDER=1; ORACLE=1 adds the quick oracle suite to check.
+#   WS_NCU=0 skips the ncu pass of ws; gqa: the quick oracle cases under the opt-ins; ORACLE=1 adds the quick oracle suite to check.
 set -u
 B=${1:-build/gpu}; O=${2:-$OUT}; PARTS=${3:-check,gqa,ws,prof}
 export MSA_CUDA_WS_MB=4096
@@ -44,8 +44,9 @@ if [[ $PARTS == *ws* ]]; then
     done
     # one late chunk of a 1M prefill (kernel launches 1000-1027 of the warm-up forward): per-kernel
     # time and the active-cycle spread across SMs (avg / max: the tail of each kernel)
-    mt=gpu__time_duration.sum,sm__cycles_active.avg,sm__cycles_active.max,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__grid_size
-    step ncu-pre1m 200 ncu --clock-control none --csv --metrics $mt -s 1000 -c 28 $BG --prefill 1048576 --decode '' --reps 1 --dense-max 0 --ceilings 0
+    [ "${WS_NCU:-1}" = 0 ] && PARTS=${PARTS//ws/}   # WS_NCU=0: the timings only
+    [[ $PARTS == *ws* ]] && mt=gpu__time_duration.sum,sm__cycles_active.avg,sm__cycles_active.max,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__grid_size
+    [[ $PARTS == *ws* ]] && step ncu-pre1m 200 ncu --clock-control none --csv --metrics $mt -s 1000 -c 28 $BG --prefill 1048576 --decode '' --reps 1 --dense-max 0 --ceilings 0
 fi
 if [[ $PARTS == *prof* ]]; then
     m=gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size
