@@ -16,8 +16,8 @@ step() { # name timeout command...
     timeout $to "$@" > $O/$n.log 2>&1; echo "$n: exit $? ($((SECONDS-t)) s)" | tee -a $O/summary.txt
 }
 BG=$B/msa_bench_gpu
-if [[ $PARTS == *gqa* ]]; then # the quick oracle cases with the opt-in kernels (MSA_CUDA_ORDER=1, MSA_CUDA_MERGE=4)
-    MSA_CUDA_ORDER=1 MSA_CUDA_MERGE=4 MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_ONLY="oracle:" step cuda-gqa 160 $B/test_msa
+if [[ $PARTS == *gqa* ]]; then # the quick oracle cases with the opt-in kernels (MSA_CUDA_ORDER=1, MSA_CUDA_MERGE=4, MSA_CUDA_WGPIPE=1)
+    MSA_CUDA_ORDER=1 MSA_CUDA_MERGE=4 MSA_CUDA_WGPIPE=1 MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_ONLY="oracle:" step cuda-gqa 160 $B/test_msa
     grep -E '^ +(tests|asserts) ' $O/cuda-gqa.log | tee -a $O/summary.txt
 fi
 if [[ $PARTS == *check* ]]; then
@@ -36,11 +36,13 @@ if [[ $PARTS == *check* ]]; then
     tail -4 $O/fuzz.log | tee -a $O/summary.txt
 fi
 if [[ $PARTS == *ws* ]]; then
-    # "MB:ORDER:MERGE": workspace budget, MSA_CUDA_ORDER (1: largest KV-outer cells first), MSA_CUDA_MERGE (4: vector merge)
-    for cfg in ${WS_LIST:-4096:0:0 4096:1:4 16384:1:4}; do
-        IFS=: read -r mb od mg <<< "$cfg"
-        MSA_CUDA_ORDER=$od MSA_CUDA_MERGE=$mg MSA_CUDA_WS_MB=$mb step bench-ws$mb-o$od-m$mg 120 $BG --prefill 1048576 --decode '' --reps 1 --dense-max 0 --ceilings 0
-        grep -E "^\| [0-9]+ \|" $O/bench-ws$mb-o$od-m$mg.log | head -2 | sed "s/^/ws $mb order $od merge $mg /" | tee -a $O/summary.txt
+    # "MB:ORDER:MERGE:WGPIPE": workspace budget, MSA_CUDA_ORDER (1: largest KV-outer cells first),
+    # MSA_CUDA_MERGE (4: vector merge), MSA_CUDA_WGPIPE (1: decoupled warpgroup scorer)
+    for cfg in ${WS_LIST:-4096:0:0:0 4096:1:4:0 4096:1:4:1 16384:1:4:1}; do
+        IFS=: read -r mb od mg wp <<< "$cfg"
+        n=bench-ws$mb-o$od-m$mg-p${wp:-0}
+        MSA_CUDA_WGPIPE=${wp:-0} MSA_CUDA_ORDER=$od MSA_CUDA_MERGE=$mg MSA_CUDA_WS_MB=$mb step $n 120 $BG --prefill 1048576 --decode '' --reps 1 --dense-max 0 --ceilings 0
+        grep -E "^\| [0-9]+ \|" $O/$n.log | head -2 | sed "s/^/ws $mb order $od merge $mg wgpipe ${wp:-0} /" | tee -a $O/summary.txt
     done
     # one late chunk of a 1M prefill (kernel launches 1000-1027 of the warm-up forward): per-kernel
     # time and the active-cycle spread across SMs (avg / max: the tail of each kernel)

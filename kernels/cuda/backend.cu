@@ -53,7 +53,7 @@ struct msa_cu_ctx {
     char err[512];
     char devname[400];
     int bugs;
-    int wg;           /* the sm_90a warpgroup index scorer runs here (off: $MSA_CUDA_WGMMA=0) */
+    int wg;           /* the sm_90a warpgroup index scorer runs here (off: $MSA_CUDA_WGMMA=0; 2: decoupled) */
     cudaStream_t cap; /* non-blocking stream used for graph capture */
     void *ws;
     size_t ws_size;
@@ -99,6 +99,10 @@ static int cu_init_body(msa_cu_ctx *c)
      * keeps the v4 mma.sync scorer (for comparisons in one run) */
     const char *env = getenv("MSA_CUDA_WGMMA");
     c->wg = wg && !(env && *env == '0');
+    /* $MSA_CUDA_WGPIPE=1: the decoupled form of that scorer (warpgroups meet at per-stage
+     * mbarriers, not one barrier per key tile; opt-in until judged on a GPU) */
+    const char *pe = getenv("MSA_CUDA_WGPIPE");
+    if (c->wg && pe && !strcmp(pe, "1")) c->wg = 2;
     return 0;
 }
 

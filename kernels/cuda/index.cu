@@ -317,11 +317,12 @@ __device__ __forceinline__ void msa_cu_wg_blockmax(const float (&d)[64], float (
     }
 }
 
-template <bool F16, int KT>
+template <bool F16, int KT, bool DEC>
 __global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
     msa_cu_bscore_wg(msa_cu_prob p, msa_cu_chunk c, float *S, int ldS, int bpc)
 {
 #ifdef MSA_CU_HAVE_WGMMA
+    __shared__ uint64_t bar_full[4], bar_empty[4]; /* DEC: per stage, tile landed / tile read by both warpgroups */
     using C = msa_cu_ws_cfg<KT>;
     constexpr int DI = C::DI, MT = C::MT, ROWS = C::ROWS, CPR = DI / 8;
     constexpr int ST = C::STAGES, NTH = MSA_CU_WS_THREADS;
@@ -349,6 +350,15 @@ __global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
     const int ntiles = (vis1 - blk0 + SB - 1) / SB;
     const uint16_t *ik = (const uint16_t *)p.ik, *iq = (const uint16_t *)p.iq;
     const bool spos = p.iscale > 0.f && p.iscale < CUDART_INF_F;
+    if (DEC) {
+        static_assert(C::STAGES <= 4, "barrier arrays");
+        if (threadIdx.x == 0)
+            for (int s = 0; s < ST; ++s) {
+                msa_cu_mbar_init(&bar_full[s], NTH);  /* one cp.async arrival per thread */
+                msa_cu_mbar_init(&bar_empty[s], NTH); /* one arrival per thread after its multiplies */
+            }
+        __syncthreads();
+    }
 
     /* the tile's rows (zeros past nrow), once, into the A region in the same swizzled
      * layout as the key stages: row r of 64-column region g at g * ROWS * 128 + 128 r */
@@ -395,8 +405,9 @@ __global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
                 const uint16_t *src = ok ? ik + (p.page_table ? msa_cu_kv_row(p, b, j) : kb + j) * DI + cc * 8 : ik;
                 msa_cu_cp16(dst + (cc >> 3) * C::REGION + r * 128 + (((cc & 7) ^ (r & 7)) << 4), src, ok);
             }
+            if (DEC) msa_cu_mbar_cp_arrive(&bar_full[ti % ST]); /* (tile 0's also covers the rows) */
         }
-        msa_cu_cp_commit(); /* empty groups keep the wait count uniform */
+        if (!DEC) msa_cu_cp_commit(); /* empty groups keep the wait count uniform */
     };
     /* block maxima of one m-tile's accumulators for the key tile at key0, stored */
     auto epilogue = [&](const float (&d)[64], int m, int ti) {
@@ -440,6 +451,47 @@ __global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
         msa_cu_wg_commit();
     };
     for (int s = 0; s < ST - 1; ++s) issue(s);
+    if constexpr (DEC) {
+        /* Decoupled: the warpgroups meet only through the stage barriers, so one can
+         * multiply while the other takes its block maxima (in lock step both reduce at
+         * once and the tensor cores idle).  Tile ti: wait until its copies landed (every
+         * thread's cp.async arrival), multiply; then the stage of tile ti - 1, which tile
+         * ti + ST - 1 reuses, once both warpgroups finished reading it, gets the copies;
+         * after its own multiplies each thread marks tile ti's stage read.  A warpgroup
+         * runs at most one tile ahead of the other, so no barrier is waited on two phases
+         * behind (the parities stay unambiguous). */
+        for (int ti = 0; ti < ntiles; ++ti) {
+            const int s = ti % ST;
+            msa_cu_mbar_wait(&bar_full[s], (ti / ST) & 1);
+            msa_cu_fence_async_smem(); /* the copies seen by the async proxy */
+            const bool refill = ti + ST - 1 < ntiles;
+            if (!active) { /* (a tail tile's idle warpgroup: copies and handshakes only) */
+                if (refill) {
+                    if (ti >= 1) msa_cu_mbar_wait(&bar_empty[(ti - 1) % ST], ((ti - 1) / ST) & 1);
+                    issue(ti + ST - 1);
+                }
+                msa_cu_mbar_arrive(&bar_empty[s]);
+                continue;
+            }
+            msa_cu_wg_fence();
+#pragma unroll
+            for (int m = 0; m < MT; ++m) mma(m, ti);
+            if (refill) {
+                if (ti >= 1) msa_cu_mbar_wait(&bar_empty[(ti - 1) % ST], ((ti - 1) / ST) & 1);
+                issue(ti + ST - 1);
+            }
+            if (MT == 2) {
+                msa_cu_wg_wait<1>();
+                msa_cu_wg_pin(acc[0]);
+                epilogue(acc[0], 0, ti);
+            }
+            msa_cu_wg_wait<0>();
+            msa_cu_wg_pin(acc[MT - 1]);
+            msa_cu_mbar_arrive(&bar_empty[s]); /* this thread's multiplies of tile ti are done */
+            epilogue(acc[MT - 1], MT - 1, ti);
+        }
+        /* (every copy issued was waited for through bar_full) */
+    } else {
     for (int ti = 0; ti < ntiles; ++ti) {
         msa_cu_cp_wait<ST - 2>();
         msa_cu_fence_async_smem(); /* this thread's copies, seen by the async proxy */
@@ -462,6 +514,7 @@ __global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
         epilogue(acc[MT - 1], MT - 1, ti);
     }
     msa_cu_cp_wait<0>(); /* no copy outlives the CTA */
+    }
 #else
     (void)p; (void)c; (void)S; (void)ldS; (void)bpc;
     __trap(); /* never launched: the host checks msa_cu_wgmma_available() */
@@ -470,22 +523,25 @@ __global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
 
 template <bool F16, int KT>
 static cudaError_t msa_cu_bscore_wg_launch(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
-                                           cudaStream_t st)
+                                           int dec, cudaStream_t st)
 {
     const int bpc = MSA_CU_WS_SPAN / p.B;
     dim3 grid(c.nqtiles, 1, (p.nblk + bpc - 1) / bpc);
-    msa_cu_bscore_wg<F16, KT><<<grid, MSA_CU_WS_THREADS, msa_cu_ws_cfg<KT>::SMEM, st>>>(p, c, S, ldS, bpc);
+    if (dec)
+        msa_cu_bscore_wg<F16, KT, true><<<grid, MSA_CU_WS_THREADS, msa_cu_ws_cfg<KT>::SMEM, st>>>(p, c, S, ldS, bpc);
+    else
+        msa_cu_bscore_wg<F16, KT, false><<<grid, MSA_CU_WS_THREADS, msa_cu_ws_cfg<KT>::SMEM, st>>>(p, c, S, ldS, bpc);
     return cudaGetLastError();
 }
 
 template <bool F16>
 static cudaError_t msa_cu_bscore_wg_di(const msa_cu_prob &p, const msa_cu_chunk &c, float *S, int ldS,
-                                       cudaStream_t st)
+                                       int dec, cudaStream_t st)
 {
     switch (p.DI) {
-    case 64: return msa_cu_bscore_wg_launch<F16, 4>(p, c, S, ldS, st);
-    case 128: return msa_cu_bscore_wg_launch<F16, 8>(p, c, S, ldS, st);
-    default: return msa_cu_bscore_wg_launch<F16, 16>(p, c, S, ldS, st);
+    case 64: return msa_cu_bscore_wg_launch<F16, 4>(p, c, S, ldS, dec, st);
+    case 128: return msa_cu_bscore_wg_launch<F16, 8>(p, c, S, ldS, dec, st);
+    default: return msa_cu_bscore_wg_launch<F16, 16>(p, c, S, ldS, dec, st);
     }
 }
 
@@ -618,8 +674,8 @@ cudaError_t msa_cu_block_scores(const msa_cu_prob &p, const msa_cu_chunk &c, flo
     if (c.nqtiles <= 0 || p.nblk <= 0) return cudaSuccess;
     const int rows = msa_cu_bscore_rows(p.DI, p.idx_kind, wg);
     if (wg && rows != MSA_CU_ROWS)
-        return p.idx_kind == MSA_CU_IDX_FP16 ? msa_cu_bscore_wg_di<true>(p, c, S, ldS, st)
-                                             : msa_cu_bscore_wg_di<false>(p, c, S, ldS, st);
+        return p.idx_kind == MSA_CU_IDX_FP16 ? msa_cu_bscore_wg_di<true>(p, c, S, ldS, wg == 2, st)
+                                             : msa_cu_bscore_wg_di<false>(p, c, S, ldS, wg == 2, st);
     if (rows == MSA_CU_IS_ROWS)
         return p.idx_kind == MSA_CU_IDX_FP16 ? msa_cu_bscore_pipe_di<true>(p, c, S, ldS, st)
                                              : msa_cu_bscore_pipe_di<false>(p, c, S, ldS, st);
@@ -659,9 +715,12 @@ cudaError_t msa_cu_index_set_attributes(void)
     MSA_CU_IS_ATTR(false, 4) MSA_CU_IS_ATTR(false, 8) MSA_CU_IS_ATTR(false, 16)
     MSA_CU_IS_ATTR(true, 4) MSA_CU_IS_ATTR(true, 8) MSA_CU_IS_ATTR(true, 16)
 #undef MSA_CU_IS_ATTR
-#define MSA_CU_WS_ATTR(F, KT)                                                                        \
-    if (e == cudaSuccess)                                                                            \
-        e = cudaFuncSetAttribute(msa_cu_bscore_wg<F, KT>, cudaFuncAttributeMaxDynamicSharedMemorySize, \
+#define MSA_CU_WS_ATTR(F, KT)                                                                               \
+    if (e == cudaSuccess)                                                                                   \
+        e = cudaFuncSetAttribute(msa_cu_bscore_wg<F, KT, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, \
+                                 (int)msa_cu_ws_cfg<KT>::SMEM);                                              \
+    if (e == cudaSuccess)                                                                                   \
+        e = cudaFuncSetAttribute(msa_cu_bscore_wg<F, KT, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,  \
                                  (int)msa_cu_ws_cfg<KT>::SMEM);
     MSA_CU_WS_ATTR(false, 4) MSA_CU_WS_ATTR(false, 8) MSA_CU_WS_ATTR(false, 16)
     MSA_CU_WS_ATTR(true, 4) MSA_CU_WS_ATTR(true, 8) MSA_CU_WS_ATTR(true, 16)

@@ -40,6 +40,32 @@ __device__ __forceinline__ void msa_cu_wg_pin(float (&d)[64])
 /* Shared memory written by the generic proxy (st.shared, cp.async) made visible to wgmma. */
 __device__ __forceinline__ void msa_cu_fence_async_smem(void) { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
+/* mbarriers in shared memory (the decoupled scorer's stage handshakes): init with an
+ * arrival count; arrive (release); an arrival when all of this thread's earlier cp.async
+ * copies have landed, without raising the pending count (so `count` such arrivals, one
+ * per thread, complete a phase); wait for the phase of the given parity (acquire). */
+__device__ __forceinline__ uint32_t msa_cu_smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void msa_cu_mbar_init(uint64_t *b, unsigned count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(msa_cu_smem_addr(b)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void msa_cu_mbar_arrive(uint64_t *b)
+{
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(msa_cu_smem_addr(b)) : "memory");
+}
+__device__ __forceinline__ void msa_cu_mbar_cp_arrive(uint64_t *b)
+{
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(msa_cu_smem_addr(b)) : "memory");
+}
+__device__ __forceinline__ void msa_cu_mbar_wait(uint64_t *b, unsigned parity)
+{
+    uint32_t done;
+    do {
+        asm volatile("{\n.reg .pred q;\nmbarrier.try_wait.parity.shared::cta.b64 q, [%1], %2;\nselp.u32 %0, 1, 0, q;\n}\n"
+                     : "=r"(done) : "r"(msa_cu_smem_addr(b)), "r"(parity) : "memory");
+    } while (!done);
+}
+
 /* d (+)= A (64 x 16) * B (16 x 128), both from shared memory through descriptors;
  * scale_d 0 overwrites d.  One statement text per input type (TY: f16 or bf16). */
 #define MSA_CU_WG_MMA_TEXT(TY)                                                                         \
