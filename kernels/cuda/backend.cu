@@ -99,10 +99,10 @@ static int cu_init_body(msa_cu_ctx *c)
      * keeps the v4 mma.sync scorer (for comparisons in one run) */
     const char *env = getenv("MSA_CUDA_WGMMA");
     c->wg = wg && !(env && *env == '0');
-    /* $MSA_CUDA_WGPIPE=1: the decoupled form of that scorer (warpgroups meet at per-stage
-     * mbarriers, not one barrier per key tile; opt-in until judged on a GPU) */
+    /* the decoupled form of that scorer (warpgroups meet at per-stage mbarriers, not one
+     * barrier per key tile; bench/NOTES.md 2026-12-07); $MSA_CUDA_WGPIPE=0: lock step */
     const char *pe = getenv("MSA_CUDA_WGPIPE");
-    if (c->wg && pe && !strcmp(pe, "1")) c->wg = 2;
+    if (c->wg && !(pe && !strcmp(pe, "0"))) c->wg = 2;
     return 0;
 }
 
@@ -197,7 +197,9 @@ static msa_cu_prob cu_prob(const msa_cu_ctx *c, const msa_problem *p)
     d.idx_kind = cu_idx_kind(p);
     d.bugs = c->bugs;
     const char *mg_env = getenv("MSA_CUDA_MERGE");
-    d.merge_v4 = mg_env && !strcmp(mg_env, "4") && p->D % 4 == 0;
+    d.merge_v4 = !(mg_env && !strcmp(mg_env, "1")) && p->D % 4 == 0; /* $MSA_CUDA_MERGE=1: the scalar merge */
+    const char *tk_env = getenv("MSA_CUDA_TOPK");
+    d.topk_search = tk_env && !strcmp(tk_env, "0");
     d.cu_q = p->cu_seqlens_q; d.cu_k = p->cu_seqlens_k;
     d.page_table = p->num_pages > 0 ? p->page_table : nullptr;
     d.q = (const uint16_t *)p->q; d.k = (const uint16_t *)p->k; d.v = (const uint16_t *)p->v;
@@ -365,10 +367,10 @@ static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu
     pl->w.cnt = (int *)(ws + o_cnt);
     pl->w.off = (int *)(ws + o_cnt + cu_align(sizeof(int) * ncell));
     pl->w.cur = (int *)(ws + o_cnt + 2 * cu_align(sizeof(int) * ncell));
-    /* MSA_CUDA_ORDER=1: the KV-outer grid takes the largest cells first (opt-in until
-     * judged on a GPU; the default is the grid order) */
+    /* the KV-outer grid takes the largest cells first (bench/NOTES.md 2026-12-07);
+     * $MSA_CUDA_ORDER=0: the grid order */
     const char *ord_env = getenv("MSA_CUDA_ORDER");
-    pl->w.ord = ord_env && !strcmp(ord_env, "1") ? (int *)(ws + o_cnt + 3 * cu_align(sizeof(int) * ncell)) : nullptr;
+    pl->w.ord = ord_env && !strcmp(ord_env, "0") ? nullptr : (int *)(ws + o_cnt + 3 * cu_align(sizeof(int) * ncell));
     pl->w.ent = (int *)(ws + o_ent);
     pl->w.pO = (float *)(ws + o_pO);
     pl->w.pL = (float *)(ws + o_pL);

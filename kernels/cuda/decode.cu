@@ -20,6 +20,10 @@
  *     one packed scan counts keys above it and equal to it, and a second scan places the
  *     forced blocks, the keys above, and the lowest-id keys equal to it: ascending ids,
  *     -1 tail, exact ties to the lower id, i.e. the KEY_FP32 / ASCENDING declaration.
+ *     A fast path runs first: one warp finds a lower bound of the threshold from each
+ *     thread's largest key, and the few keys at or above it (<= MSA_CU_DTOPK_FEW) are
+ *     ranked by (key desc, id asc) directly: the same set, without the 16 block-wide steps
+ *     (which remain for rows where more keys tie at the bound; $MSA_CUDA_TOPK=0 forces them).
  *  3. msa_cu_dattn: split-K attention, one CTA per (query row, KV group, selected slot):
  *     the block's K/V and the group's G query heads in shared memory, the same warp
  *     helpers as the KV-outer kernel (attn_core.cuh), so each partial is computed exactly
@@ -35,6 +39,7 @@
 #define MSA_CU_DEC_WARPS 4    /* warps per scan CTA */
 #define MSA_CU_DEC_MAXT 4     /* row tiles of 16 (query, index head) rows in a scan CTA */
 #define MSA_CU_DTOPK_VPT 16   /* block scores per top-k thread (x 1024 = MSA_CU_TOPK_REGS_MAX) */
+#define MSA_CU_DTOPK_FEW 256  /* the top-k's fast path: at most this many keys >= its bound */
 #define MSA_CU_MAXD 256       /* largest head dim (the merge keeps D / 32 sums per lane) */
 
 /* ---- 1. the index scan ---- */
@@ -226,6 +231,8 @@ __global__ void __launch_bounds__(1024)
     msa_cu_dtopk(msa_cu_prob p, int t0, int nrows, const float *S, int ldS, int32_t *topk)
 {
     __shared__ int red[2][3][32], ssum[32];
+    __shared__ uint32_t sh_mt[1024], sh_ck[MSA_CU_DTOPK_FEW], sh_T0;
+    __shared__ int sh_cid[MSA_CU_DTOPK_FEW];
     const int tl = blockIdx.x, g = blockIdx.y, t = t0 + tl, K = p.topk;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const int gs = (p.bugs & MSA_CU_BUG_SHARED_SEL) ? 0 : g;
@@ -246,6 +253,73 @@ __global__ void __launch_bounds__(1024)
         const bool cv = id >= c0 && id < c1;
         key[v] = cv ? msa_cu_dord(row[id]) : 0u;
         cand |= (unsigned)cv << v;
+    }
+    /* Fast path: a lower bound T0 of the kk-th largest key from one key per thread (its
+     * largest candidate), then the exact choice among the few keys >= T0.  With T0 the
+     * kk-th largest of the per-thread maxima (of groups of threads past 512), at least kk
+     * keys are >= T0, so the kk-th largest key T >= T0 and every key a selection can take
+     * (> T, or == T) is among those >= T0: choosing among them by (key desc, id asc) picks
+     * exactly the set the search below picks, and they are placed in ascending id order. */
+    if (kk > 0 && !p.topk_search) {
+        uint32_t mt = 0; /* 0 also for threads without candidates: T0 >= 1 never counts them */
+#pragma unroll
+        for (int v = 0; v < MSA_CU_DTOPK_VPT; ++v)
+            if ((cand >> v) & 1u) mt = max(mt, key[v]);
+        sh_mt[threadIdx.x] = mt;
+        __syncthreads();
+        if (warp == 0) { /* the largest T0 with #(slot >= T0) >= kk, one bit a step, one warp */
+            uint32_t m[MSA_CU_DTOPK_VPT];
+#pragma unroll
+            for (int i = 0; i < MSA_CU_DTOPK_VPT; ++i) {
+                m[i] = 0;
+                for (int j = lane + 32 * i; j < (int)blockDim.x; j += 32 * MSA_CU_DTOPK_VPT) m[i] = max(m[i], sh_mt[j]);
+            }
+            uint32_t T0 = 0;
+            for (int b = 31; b >= 0; --b) {
+                const uint32_t tb = T0 | (1u << b);
+                unsigned n = 0;
+#pragma unroll
+                for (int i = 0; i < MSA_CU_DTOPK_VPT; ++i) n += m[i] >= tb;
+                if ((int)__reduce_add_sync(0xffffffffu, n) >= kk) T0 = tb;
+            }
+            if (lane == 0) sh_T0 = T0;
+        }
+        __syncthreads();
+        const uint32_t T0 = sh_T0;
+        int nc = 0;
+#pragma unroll
+        for (int v = 0; v < MSA_CU_DTOPK_VPT; ++v) nc += ((cand >> v) & 1u) && key[v] >= T0;
+        int C;
+        int at = msa_cu_dscan_sum(nc, &C, ssum);
+        if (C <= MSA_CU_DTOPK_FEW) { /* block-uniform */
+#pragma unroll
+            for (int v = 0; v < MSA_CU_DTOPK_VPT; ++v)
+                if (((cand >> v) & 1u) && key[v] >= T0) {
+                    sh_ck[at] = key[v];
+                    sh_cid[at] = id0 + v;
+                    ++at;
+                }
+            __syncthreads();
+            /* candidate x (in id order) is taken when fewer than kk candidates come
+             * before it by (key desc, id asc) */
+            bool sel = false;
+            if ((int)threadIdx.x < C) {
+                const uint32_t kx = sh_ck[threadIdx.x];
+                int rank = 0;
+                for (int j = 0; j < C; ++j) {
+                    const uint32_t kj = sh_ck[j];
+                    rank += kj > kx || (kj == kx && j < (int)threadIdx.x);
+                }
+                sel = rank < kk;
+            }
+            int nsel;
+            const int ps = msa_cu_dscan_sum(sel, &nsel, ssum);
+            if (sel) out[c0 + ps] = sh_cid[threadIdx.x];
+            /* the forced blocks: [0, c0) first, [c1, nvis) after the kk chosen */
+            for (int s = threadIdx.x; s < c0; s += blockDim.x) out[s] = s;
+            for (int s = c1 + threadIdx.x; s < nvis; s += blockDim.x) out[c0 + kk + (s - c1)] = s;
+            return;
+        }
     }
     /* T = the kk-th largest key: the largest T with #(key >= T) >= kk, two bits a step */
     uint32_t T = 0;
@@ -372,9 +446,9 @@ __global__ void __launch_bounds__(MSA_CU_THREADS)
 }
 
 /* ---- 4. merge: one warp per (row, head); the arithmetic of sparse.cu's merge ----
- * V4 (MSA_CUDA_MERGE=4, opt-in until judged on a GPU): 16-byte loads of the partials, 8
- * slots in flight per lane (Nsight Compute, H200, v4 prefill 32k: the scalar form read its
- * partials at 23% of DRAM peak, 3.5-3.9 ms per chunk against 6.4-10.9 ms of attention). */
+ * V4 (the default where D % 4 == 0; $MSA_CUDA_MERGE=1 keeps the scalar form): 16-byte
+ * loads of the partials, 8 slots in flight per lane (Nsight Compute, H200, v4 prefill 32k:
+ * the scalar form read its partials at 23% of DRAM peak; V4 at 73%, H100, 1M, 2026-12-07). */
 template <bool V4>
 __global__ void msa_cu_dmerge(msa_cu_prob p, int t0, int nrows, const int32_t *topk, const float *pO,
                               const float *pL, void *out, float *lse)

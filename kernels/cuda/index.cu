@@ -13,7 +13,8 @@
  * score above it and the lowest ids among those equal to it (ties -> lower id), emitting
  * ascending ids and a -1 tail.  No exp, no softmax.
  * bf16/fp16 keys at DI 64/128/256 are scored by msa_cu_bscore_wg below (issue 8's v5,
- * sm_90a wgmma) where the device runs the sm_90a code (unless $MSA_CUDA_WGMMA=0), else
+ * sm_90a wgmma; decoupled warpgroups unless $MSA_CUDA_WGPIPE=0) where the device runs
+ * the sm_90a code (unless $MSA_CUDA_WGMMA=0), else
  * by msa_cu_bscore_pipe (v4);
  * e4m3 keys and other DI by msa_cu_bscore; rows of nblk <= 16384 blocks are selected
  * by decode.cu's register top-k (longer rows by the radix select here). */

@@ -42,7 +42,8 @@ struct msa_cu_prob {
     int fp16;         /* main dtype fp16 (else bf16) */
     int idx_kind;     /* MSA_CU_IDX_* */
     int bugs;         /* MSA_CU_BUG_* */
-    int merge_v4;     /* the vector merge (decode.cu; $MSA_CUDA_MERGE=4, opt-in) */
+    int merge_v4;     /* the vector merge (decode.cu; default where D % 4 == 0, off: $MSA_CUDA_MERGE=1) */
+    int topk_search;  /* the register top-k without its fast path ($MSA_CUDA_TOPK=0: for comparisons) */
     const int32_t *cu_q, *cu_k, *page_table;
     const uint16_t *q, *k, *v;
     const void *iq, *ik;
@@ -263,7 +264,7 @@ struct msa_cu_sparse_ws {
     const int *blk_off;          /* [batch+1] first global block of each sequence */
     const int *blk_seq, *blk_lb; /* [NB] sequence and logical block of a global block */
     int *cnt, *off, *cur;        /* [Hkv*NB (+1)] */
-    int *ord;                    /* [Hkv*NB] cells by entry count, largest first (MSA_CUDA_ORDER=1; nullptr: grid order) */
+    int *ord;                    /* [Hkv*NB] cells by entry count, largest first (default; nullptr: grid order, $MSA_CUDA_ORDER=0) */
     int *ent;                    /* CSR entries (row - t0) * topk + slot */
     float *pO, *pL;              /* partials [nrows][topk][Hq][D], [nrows][topk][Hq] */
 };
