@@ -291,7 +291,7 @@ __global__ void __launch_bounds__(1024)
         for (int v = 0; v < MSA_CU_DTOPK_VPT; ++v) nc += ((cand >> v) & 1u) && key[v] >= T0;
         int C;
         int at = msa_cu_dscan_sum(nc, &C, ssum);
-        if (C <= MSA_CU_DTOPK_FEW) { /* block-uniform */
+        if (C <= MSA_CU_DTOPK_FEW && C <= (int)blockDim.x) { /* block-uniform; one candidate per thread */
 #pragma unroll
             for (int v = 0; v < MSA_CU_DTOPK_VPT; ++v)
                 if (((cand >> v) & 1u) && key[v] >= T0) {
