@@ -11,7 +11,8 @@
 # dev machine); traces/data is always replayed, the TRACE.npz arguments too.
 # Environment: MSA_COMMIT (the commit the binaries were built from: REPORT.md says it), VERIFY_TIER (full), VERIFY_LIMIT (420 s), BENCH_PREFILL / BENCH_DECODE
 # (verify's --bench-prefill / --bench-decode: the sizes of the report's benchmark table),
-# RACECHECK_CASES ("oracle: decode"), M3=0 skips the transformers round trip, PACK=1 packs OUT_DIR into one archive.
+# RACECHECK_CASES ("oracle: decode"), SAN_CASES=0 skips the sanitizers on the suite's cases, BENCH_SIZE=prefill
+# only the prefill bench-size cases, M3=0 skips the transformers round trip, PACK=1 packs OUT_DIR into one archive.
 set -u -o pipefail
 bin=$1 out=$2
 shift 2
@@ -32,12 +33,15 @@ san() { # tool cases
     echo "compute-sanitizer $1 (fuzz): exit $? ($(grep -c 'ERROR SUMMARY: 0 errors\|RACECHECK SUMMARY: 0 hazards' "$out/$1.log") clean reports)"
 }
 san memcheck 4
+# BENCH_SIZE=prefill: only the prefill bench-size cases (device time)
+if [ "${BENCH_SIZE:-all}" = prefill ]; then BENCH_SIZE_SEL=("bench size: prefill"); else BENCH_SIZE_SEL=("bench size: prefill" "on the prefill kernels"); fi
 # the oracle at the benchmark's prefill sizes (and decode 1M through the prefill kernels)
-for sel in "bench size: prefill" "on the prefill kernels"; do
+for sel in "${BENCH_SIZE_SEL[@]}"; do
     t0=$SECONDS
     MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="$sel" timeout 100 "$bin/test_msa" >> "$out/bench-size.log" 2>&1
     echo "oracle at bench sizes ($sel): exit $? ($((SECONDS - t0)) s): $(grep -cE '(selection|forward) +Passed' "$out/bench-size.log") Passed lines so far"
 done
+if [ "${SAN_CASES:-1}" != 0 ]; then # SAN_CASES=0: no sanitizer runs on the suite's cases
 t0=$SECONDS
 MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="oracle: gqa" timeout 40 compute-sanitizer --tool memcheck \
     --error-exitcode 3 "$bin/test_msa" > "$out/memcheck-gqa.log" 2>&1
@@ -47,6 +51,7 @@ rc_sel=${RACECHECK_CASES:-oracle: decode}
 MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="$rc_sel" timeout 60 compute-sanitizer --tool racecheck \
     --error-exitcode 3 "$bin/test_msa" > "$out/racecheck.log" 2>&1
 echo "compute-sanitizer racecheck (cuda suite '$rc_sel' cases, oracle-judged): exit $? ($((SECONDS - t0)) s): $(grep -E 'RACECHECK SUMMARY' "$out/racecheck.log" | tail -1)"
+fi
 if [ "${M3:-1}" != 0 ]; then
 {
     timeout 60 python3 traces/python/make_tiny_m3_trace.py --out /tmp/m3_tiny.npz --device cuda &&
