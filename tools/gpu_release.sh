@@ -19,7 +19,7 @@ shift 2
 tr=(--traces traces/data)
 for t in "$@"; do tr+=(--traces "$t"); done
 nvidia-smi -L > "$out/gpu.txt" 2>&1
-export MSA_CUDA_WS_MB=${MSA_CUDA_WS_MB:-4096}
+export MSA_CUDA_WS_MB=${MSA_CUDA_WS_MB:-16384} # 16 GiB: 41 chunks at 1M, not 162 (bench/NOTES.md 2026-12-07)
 t0=$SECONDS
 bargs=()
 [ -n "${BENCH_PREFILL+x}" ] && bargs+=(--bench-prefill "$BENCH_PREFILL")

@@ -199,7 +199,9 @@ static msa_cu_prob cu_prob(const msa_cu_ctx *c, const msa_problem *p)
     const char *mg_env = getenv("MSA_CUDA_MERGE");
     d.merge_v4 = !(mg_env && !strcmp(mg_env, "1")) && p->D % 4 == 0; /* $MSA_CUDA_MERGE=1: the scalar merge */
     const char *tk_env = getenv("MSA_CUDA_TOPK");
-    d.topk_search = tk_env && !strcmp(tk_env, "0");
+    /* the top-k's fast path is opt-in ($MSA_CUDA_TOPK=1) until its fixed form (445272c) has
+     * been judged on a GPU (bench/NOTES.md 2026-12-07) */
+    d.topk_search = !(tk_env && !strcmp(tk_env, "1"));
     d.cu_q = p->cu_seqlens_q; d.cu_k = p->cu_seqlens_k;
     d.page_table = p->num_pages > 0 ? p->page_table : nullptr;
     d.q = (const uint16_t *)p->q; d.k = (const uint16_t *)p->k; d.v = (const uint16_t *)p->v;

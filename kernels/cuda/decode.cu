@@ -23,7 +23,9 @@
  *     A fast path runs first: one warp finds a lower bound of the threshold from each
  *     thread's largest key, and the few keys at or above it (<= MSA_CU_DTOPK_FEW) are
  *     ranked by (key desc, id asc) directly: the same set, without the 16 block-wide steps
- *     (which remain for rows where more keys tie at the bound; $MSA_CUDA_TOPK=0 forces them).
+ *     (which remain for rows with more keys at the bound than threads).  Opt-in with
+ *     $MSA_CUDA_TOPK=1 until judged on a GPU (its first form lost picks there, see
+ *     bench/NOTES.md 2026-12-07; this form takes it only where every candidate has a thread).
  *  3. msa_cu_dattn: split-K attention, one CTA per (query row, KV group, selected slot):
  *     the block's K/V and the group's G query heads in shared memory, the same warp
  *     helpers as the KV-outer kernel (attn_core.cuh), so each partial is computed exactly
