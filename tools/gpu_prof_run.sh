@@ -6,7 +6,8 @@
 #   attention, merge and dense kernels.  Run from the repository root with build/gpu carried:
 #   usage: tools/gpu_prof_run.sh BIN_DIR OUT_DIR [parts]   parts: check,ws,prof (default all)
 #   ws: prefill 1M under several workspace budgets (MSA_CUDA_WS_MB: rows per chunk) and cell orders;
-#   WS_NCU=0 skips the ncu pass of ws; gqa: the quick oracle cases under the opt-ins; ORACLE=1 adds the quick oracle suite to check.
+#   WS_NCU=0 skips the ncu pass of ws; gqa: the quick oracle cases with the opt-in top-k fast path
+#   (MSA_CUDA_TOPK=1); ORACLE=1 adds the quick oracle suite to check.
 set -u
 B=${1:-build/gpu}; O=${2:-$OUT}; PARTS=${3:-check,gqa,ws,prof}
 export MSA_CUDA_WS_MB=4096
@@ -16,8 +17,8 @@ step() { # name timeout command...
     timeout $to "$@" > $O/$n.log 2>&1; echo "$n: exit $? ($((SECONDS-t)) s)" | tee -a $O/summary.txt
 }
 BG=$B/msa_bench_gpu
-if [[ $PARTS == *gqa* ]]; then # the quick oracle cases with the opt-in kernels (MSA_CUDA_ORDER=1, MSA_CUDA_MERGE=4, MSA_CUDA_WGPIPE=1)
-    MSA_CUDA_ORDER=1 MSA_CUDA_MERGE=4 MSA_CUDA_WGPIPE=1 MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_ONLY="oracle:" step cuda-gqa 160 $B/test_msa
+if [[ $PARTS == *gqa* ]]; then # the quick oracle cases with the opt-in top-k fast path
+    MSA_CUDA_TOPK=1 MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_ONLY="oracle:" step cuda-gqa 160 $B/test_msa
     grep -E '^ +(tests|asserts) ' $O/cuda-gqa.log | tee -a $O/summary.txt
 fi
 if [[ $PARTS == *check* ]]; then
@@ -36,19 +37,21 @@ if [[ $PARTS == *check* ]]; then
     tail -4 $O/fuzz.log | tee -a $O/summary.txt
 fi
 if [[ $PARTS == *ws* ]]; then
-    # "MB:ORDER:MERGE:WGPIPE": workspace budget, MSA_CUDA_ORDER (1: largest KV-outer cells first),
-    # MSA_CUDA_MERGE (4: vector merge), MSA_CUDA_WGPIPE (1: decoupled warpgroup scorer)
-    for cfg in ${WS_LIST:-4096:0:0:0 4096:1:4:0 4096:1:4:1 16384:1:4:1}; do
-        IFS=: read -r mb od mg wp <<< "$cfg"
-        n=bench-ws$mb-o$od-m$mg-p${wp:-0}
-        MSA_CUDA_WGPIPE=${wp:-0} MSA_CUDA_ORDER=$od MSA_CUDA_MERGE=$mg MSA_CUDA_WS_MB=$mb step $n 120 $BG --prefill 1048576 --decode '' --reps 1 --dense-max 0 --ceilings 0
-        grep -E "^\| [0-9]+ \|" $O/$n.log | head -2 | sed "s/^/ws $mb order $od merge $mg wgpipe ${wp:-0} /" | tee -a $O/summary.txt
+    # "MB:ORDER:MERGE:WGPIPE:TOPK": workspace budget, MSA_CUDA_ORDER (0: grid order, 1: largest
+    # KV-outer cells first), MSA_CUDA_MERGE (1: scalar, 4: vector merge), MSA_CUDA_WGPIPE (0: lock
+    # step, 1: decoupled warpgroup scorer), MSA_CUDA_TOPK (0: search, 1: fast path)
+    for cfg in ${WS_LIST:-16384:1:4:1:0 16384:1:4:1:1 4096:1:4:1:1}; do
+        IFS=: read -r mb od mg wp tk <<< "$cfg"
+        n=bench-ws$mb-o$od-m$mg-p$wp-t$tk
+        MSA_CUDA_TOPK=$tk MSA_CUDA_WGPIPE=$wp MSA_CUDA_ORDER=$od MSA_CUDA_MERGE=$mg MSA_CUDA_WS_MB=$mb step $n 120 $BG --prefill 1048576 --decode '' --reps 1 --dense-max 0 --ceilings 0
+        grep -E "^\| [0-9]+ \|" $O/$n.log | head -2 | sed "s/^/ws $mb order $od merge $mg wgpipe $wp topk $tk /" | tee -a $O/summary.txt
     done
     # one late chunk of a 1M prefill (kernel launches 1000-1027 of the warm-up forward): per-kernel
     # time and the active-cycle spread across SMs (avg / max: the tail of each kernel)
-    [ "${WS_NCU:-1}" = 0 ] && PARTS=${PARTS//ws/}   # WS_NCU=0: the timings only
-    [[ $PARTS == *ws* ]] && mt=gpu__time_duration.sum,sm__cycles_active.avg,sm__cycles_active.max,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__grid_size
-    [[ $PARTS == *ws* ]] && step ncu-pre1m 200 ncu --clock-control none --csv --metrics $mt -s 1000 -c 28 $BG --prefill 1048576 --decode '' --reps 1 --dense-max 0 --ceilings 0
+    if [ "${WS_NCU:-1}" != 0 ]; then # WS_NCU=0: the timings only
+        mt=gpu__time_duration.sum,sm__cycles_active.avg,sm__cycles_active.max,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,launch__grid_size
+        step ncu-pre1m 200 ncu --clock-control none --csv --metrics $mt -s 1000 -c 28 $BG --prefill 1048576 --decode '' --reps 1 --dense-max 0 --ceilings 0
+    fi
 fi
 if [[ $PARTS == *prof* ]]; then
     m=gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size

@@ -31,6 +31,13 @@ extern "C" {
 
 #define MSA_CU_WS_BUDGET ((size_t)1 << 30) /* partials + scores per chunk: 1 GiB */
 
+/* 1 when the switch $name is set to exactly val (the MSA_CUDA_* comparison switches). */
+static int cu_env_is(const char *name, const char *val)
+{
+    const char *e = getenv(name);
+    return e && !strcmp(e, val);
+}
+
 /* The workspace budget: 1 GiB, or $MSA_CUDA_WS_MB (benchmarks raise it for larger chunks). */
 static size_t cu_ws_budget(void)
 {
@@ -97,12 +104,10 @@ static int cu_init_body(msa_cu_ctx *c)
     if (wg < 0) return cu_fail(c, MSA_EBACKEND, "cuda: sm_90a probe kernel failed");
     /* the default where the device runs sm_90a code (bench/NOTES.md v5); $MSA_CUDA_WGMMA=0
      * keeps the v4 mma.sync scorer (for comparisons in one run) */
-    const char *env = getenv("MSA_CUDA_WGMMA");
-    c->wg = wg && !(env && *env == '0');
+    c->wg = wg && !cu_env_is("MSA_CUDA_WGMMA", "0");
     /* the decoupled form of that scorer (warpgroups meet at per-stage mbarriers, not one
      * barrier per key tile; bench/NOTES.md 2026-12-07); $MSA_CUDA_WGPIPE=0: lock step */
-    const char *pe = getenv("MSA_CUDA_WGPIPE");
-    if (c->wg && !(pe && !strcmp(pe, "0"))) c->wg = 2;
+    if (c->wg && !cu_env_is("MSA_CUDA_WGPIPE", "0")) c->wg = 2;
     return 0;
 }
 
@@ -196,12 +201,10 @@ static msa_cu_prob cu_prob(const msa_cu_ctx *c, const msa_problem *p)
     d.fp16 = p->dtype == MSA_DT_FP16;
     d.idx_kind = cu_idx_kind(p);
     d.bugs = c->bugs;
-    const char *mg_env = getenv("MSA_CUDA_MERGE");
-    d.merge_v4 = !(mg_env && !strcmp(mg_env, "1")) && p->D % 4 == 0; /* $MSA_CUDA_MERGE=1: the scalar merge */
-    const char *tk_env = getenv("MSA_CUDA_TOPK");
+    d.merge_v4 = !cu_env_is("MSA_CUDA_MERGE", "1") && p->D % 4 == 0; /* $MSA_CUDA_MERGE=1: the scalar merge */
     /* the top-k's fast path is opt-in ($MSA_CUDA_TOPK=1) until its fixed form (445272c) has
      * been judged on a GPU (bench/NOTES.md 2026-12-07) */
-    d.topk_search = !(tk_env && !strcmp(tk_env, "1"));
+    d.topk_search = !cu_env_is("MSA_CUDA_TOPK", "1");
     d.cu_q = p->cu_seqlens_q; d.cu_k = p->cu_seqlens_k;
     d.page_table = p->num_pages > 0 ? p->page_table : nullptr;
     d.q = (const uint16_t *)p->q; d.k = (const uint16_t *)p->k; d.v = (const uint16_t *)p->v;
@@ -216,8 +219,7 @@ static msa_cu_prob cu_prob(const msa_cu_ctx *c, const msa_problem *p)
  * choice depends on host data only (cu_seqlens_q_host), so it is fixed per plan. */
 static int cu_decode_ok(const msa_problem *p)
 {
-    const char *env = getenv("MSA_CUDA_DECODE");
-    if (env && *env == '0') return 0;
+    if (cu_env_is("MSA_CUDA_DECODE", "0")) return 0;
     int max_lq = 0;
     for (int b = 0; b < p->batch; ++b) {
         int lq = p->cu_seqlens_q_host[b + 1] - p->cu_seqlens_q_host[b];
@@ -371,8 +373,7 @@ static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu
     pl->w.cur = (int *)(ws + o_cnt + 2 * cu_align(sizeof(int) * ncell));
     /* the KV-outer grid takes the largest cells first (bench/NOTES.md 2026-12-07);
      * $MSA_CUDA_ORDER=0: the grid order */
-    const char *ord_env = getenv("MSA_CUDA_ORDER");
-    pl->w.ord = ord_env && !strcmp(ord_env, "0") ? nullptr : (int *)(ws + o_cnt + 3 * cu_align(sizeof(int) * ncell));
+    pl->w.ord = cu_env_is("MSA_CUDA_ORDER", "0") ? nullptr : (int *)(ws + o_cnt + 3 * cu_align(sizeof(int) * ncell));
     pl->w.ent = (int *)(ws + o_ent);
     pl->w.pO = (float *)(ws + o_pO);
     pl->w.pL = (float *)(ws + o_pL);

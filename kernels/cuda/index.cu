@@ -493,28 +493,28 @@ __global__ void __launch_bounds__(MSA_CU_WS_THREADS, 1)
         }
         /* (every copy issued was waited for through bar_full) */
     } else {
-    for (int ti = 0; ti < ntiles; ++ti) {
-        msa_cu_cp_wait<ST - 2>();
-        msa_cu_fence_async_smem(); /* this thread's copies, seen by the async proxy */
-        __syncthreads();           /* tile ti landed; tile ti-1's stage read by every warpgroup */
-        if (!active) {             /* (a tail tile's idle warpgroup: copies only) */
-            issue(ti + ST - 1);
-            continue;
-        }
-        msa_cu_wg_fence();
+        for (int ti = 0; ti < ntiles; ++ti) {
+            msa_cu_cp_wait<ST - 2>();
+            msa_cu_fence_async_smem(); /* this thread's copies, seen by the async proxy */
+            __syncthreads();           /* tile ti landed; tile ti-1's stage read by every warpgroup */
+            if (!active) {             /* (a tail tile's idle warpgroup: copies only) */
+                issue(ti + ST - 1);
+                continue;
+            }
+            msa_cu_wg_fence();
 #pragma unroll
-        for (int m = 0; m < MT; ++m) mma(m, ti);
-        issue(ti + ST - 1); /* into tile ti-1's stage: its multiplies all waited for */
-        if (MT == 2) {
-            msa_cu_wg_wait<1>();
-            msa_cu_wg_pin(acc[0]);
-            epilogue(acc[0], 0, ti); /* while m-tile 1 is multiplied */
+            for (int m = 0; m < MT; ++m) mma(m, ti);
+            issue(ti + ST - 1); /* into tile ti-1's stage: its multiplies all waited for */
+            if (MT == 2) {
+                msa_cu_wg_wait<1>();
+                msa_cu_wg_pin(acc[0]);
+                epilogue(acc[0], 0, ti); /* while m-tile 1 is multiplied */
+            }
+            msa_cu_wg_wait<0>();
+            msa_cu_wg_pin(acc[MT - 1]);
+            epilogue(acc[MT - 1], MT - 1, ti);
         }
-        msa_cu_wg_wait<0>();
-        msa_cu_wg_pin(acc[MT - 1]);
-        epilogue(acc[MT - 1], MT - 1, ti);
-    }
-    msa_cu_cp_wait<0>(); /* no copy outlives the CTA */
+        msa_cu_cp_wait<0>(); /* no copy outlives the CTA */
     }
 #else
     (void)p; (void)c; (void)S; (void)ldS; (void)bpc;
