@@ -202,9 +202,7 @@ static msa_cu_prob cu_prob(const msa_cu_ctx *c, const msa_problem *p)
     d.idx_kind = cu_idx_kind(p);
     d.bugs = c->bugs;
     d.merge_v4 = !cu_env_is("MSA_CUDA_MERGE", "1") && p->D % 4 == 0; /* $MSA_CUDA_MERGE=1: the scalar merge */
-    /* the top-k's fast path is opt-in ($MSA_CUDA_TOPK=1) until its fixed form (445272c) has
-     * been judged on a GPU (bench/NOTES.md 2026-12-07) */
-    d.topk_search = !cu_env_is("MSA_CUDA_TOPK", "1");
+    d.topk_search = cu_env_is("MSA_CUDA_TOPK", "0"); /* $MSA_CUDA_TOPK=0: no fast path, the search only */
     d.cu_q = p->cu_seqlens_q; d.cu_k = p->cu_seqlens_k;
     d.page_table = p->num_pages > 0 ? p->page_table : nullptr;
     d.q = (const uint16_t *)p->q; d.k = (const uint16_t *)p->k; d.v = (const uint16_t *)p->v;

@@ -23,11 +23,11 @@
  *     A fast path runs first: one warp finds a lower bound of the threshold from each
  *     thread's largest key, and the few keys at or above it (<= MSA_CU_DTOPK_FEW) are
  *     ranked by (key desc, id asc) directly: the same set, without the 16 block-wide steps
- *     (which remain for rows with more keys at the bound than threads).  Opt-in with
- *     $MSA_CUDA_TOPK=1 until judged on a GPU (its first form lost picks there, see
- *     bench/NOTES.md 2026-12-07; this form takes it only where every candidate has a thread).
+ *     (which remain for rows with more keys at the bound than threads; $MSA_CUDA_TOPK=0:
+ *     the search only).  Its first form lost picks where candidates outnumbered threads
+ *     (bench/NOTES.md 2026-12-07); this form takes it only where every candidate has a thread.
  *  3. msa_cu_dattn: split-K attention, one CTA per (query row, KV group, selected slot):
- *     the block's K/V and the group's G query heads in shared memory, the same warp
+ *     the block's K/V and the group's G query heads in shared memory (cp.async), the same warp
  *     helpers as the KV-outer kernel (attn_core.cuh), so each partial is computed exactly
  *     as the declared per-block partial (ex2.approx, P rounded to V's type, O/l, LSE).
  *  4. msa_cu_dmerge: the LSE merge of the <= k partials of each (row, head), as sparse.cu.
@@ -402,18 +402,22 @@ __global__ void __launch_bounds__(MSA_CU_THREADS)
     int nk = jmax;
     if ((p.bugs & MSA_CU_BUG_DIAG_DROP) && nk == r.nkeys && nk > 0 && p.causal) nk -= 1;
     const int lim = min(max(nk - lb * B, 0), B);
-    msa_cu_load_tile(sk, B, D, [&](int rr) -> const uint16_t * {
+    /* K, V and Q by cp.async, one group: every copy of the CTA in flight at once (the
+     * register-staged msa_cu_load_tile took 5 dependent round trips here) */
+    msa_cu_load_tile_async(sk, B, D, p.k, [&](int rr) -> const uint16_t * {
         int j = lb * B + rr;
         return j < jmax ? p.k + (msa_cu_kv_row(p, r.b, j) * p.Hkv + g) * D : nullptr;
     });
-    msa_cu_load_tile(sv, B, D, [&](int rr) -> const uint16_t * {
+    msa_cu_load_tile_async(sv, B, D, p.v, [&](int rr) -> const uint16_t * {
         int j = lb * B + rr;
         return j < jmax ? p.v + (msa_cu_kv_row(p, r.b, j) * p.Hkv + g) * D : nullptr;
     });
     const int RT = (G + 15) / 16;
-    msa_cu_load_tile(sq, RT * 16, D, [&](int rr) -> const uint16_t * {
+    msa_cu_load_tile_async(sq, RT * 16, D, p.q, [&](int rr) -> const uint16_t * {
         return rr < G ? p.q + ((int64_t)t * p.Hq + g * G + rr) * D : nullptr;
     });
+    msa_cu_cp_commit();
+    msa_cu_cp_wait<0>();
     __syncthreads();
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, ndc = D / 32;
     /* work items (row tile, 32 output dims); each recomputes its tile's scores (cheap) */

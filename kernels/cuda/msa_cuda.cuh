@@ -43,7 +43,7 @@ struct msa_cu_prob {
     int idx_kind;     /* MSA_CU_IDX_* */
     int bugs;         /* MSA_CU_BUG_* */
     int merge_v4;     /* the vector merge (decode.cu; default where D % 4 == 0, off: $MSA_CUDA_MERGE=1) */
-    int topk_search;  /* the register top-k without its fast path (default; $MSA_CUDA_TOPK=1: fast path) */
+    int topk_search;  /* the register top-k without its fast path ($MSA_CUDA_TOPK=0) */
     const int32_t *cu_q, *cu_k, *page_table;
     const uint16_t *q, *k, *v;
     const void *iq, *ik;
