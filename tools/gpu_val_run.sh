@@ -8,6 +8,9 @@
 #     the M3 long decode cases, memcheck on the decode and gqa oracle cases, racecheck on the
 #     decode cases, Nsight Compute kernel times of decode 1M (bf16 and e4m3 index keys), and
 #     decode timed beside the build in $B/old (if there: an A/B of a kernel change, same run).
+#   PART=ab: the oracle cases, the oracle at prefill 1M, memcheck on the gqa and decode cases,
+#     prefill/decode 1M timed for this build and the one in $B/old (16 GiB workspace) and this
+#     one with 32 GiB, then the SDPA peer at 1M in the same run.  ~5 minutes.
 # Run from the repository root with build/gpu carried; logs under /tmp/v.
 O=/tmp/v; B=build/gpu; BG=$B/msa_bench_gpu; mkdir -p $O; export MSA_CUDA_WS_MB=16384
 st() { local n=$1 to=$2; shift 2; local t=$SECONDS; timeout $to "$@" > $O/$n.log 2>&1; echo "$n: exit $? ($((SECONDS-t)) s)"; }
@@ -17,6 +20,18 @@ MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_SKIP="bench size" st suite 330 $B
 st bench 90 $BG --prefill 1048576 --decode 32768,1048576 --reps 3 --dense-max 0 --ceilings 0; grep -E '^\| [0-9]' $O/bench.log
 MSA_CUDA_TOPK=0 st bench-oldtopk 40 $BG --prefill 1048576 --decode 1048576 --reps 1 --dense-max 0 --ceilings 0; grep -E '^\| [0-9]' $O/bench-oldtopk.log
 MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="oracle: gqa" st racecheck 100 compute-sanitizer --tool racecheck --error-exitcode 3 $B/test_msa; cs racecheck
+elif [ "$PART" = ab ]; then
+MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_ONLY="oracle:" st oracle 120 $B/test_msa; cs oracle
+MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="bench size: prefill 1M" st bench-size-1m 120 $B/test_msa; cs bench-size-1m
+for c in gqa decode; do
+    MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="oracle: $c" st memcheck-$c 60 compute-sanitizer --tool memcheck --error-exitcode 3 $B/test_msa; cs memcheck-$c
+done
+for v in new old new32; do
+    bg=$BG; ws=16384; [ $v = old ] && bg=$B/old/msa_bench_gpu; [ $v = new32 ] && ws=32768
+    [ -x $bg ] && MSA_CUDA_WS_MB=$ws st bench-$v 90 $bg --prefill 1048576 --decode 1048576 --reps 3 --dense-max 0 --ceilings 0
+    grep -E '^\| [0-9]' $O/bench-$v.log
+done
+st sdpa 200 python3 bench/sdpa_peer.py --prefill 1048576 --decode 1048576; grep -E '^\| [0-9]' $O/sdpa.log
 else
 MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="bench size: decode" st bench-size-decode 200 $B/test_msa; cs bench-size-decode
 MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="M3 decode" st m3-decode 90 $B/test_msa; cs m3-decode

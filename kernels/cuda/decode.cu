@@ -249,12 +249,31 @@ __global__ void __launch_bounds__(1024)
     const int id0 = threadIdx.x * MSA_CU_DTOPK_VPT;
     uint32_t key[MSA_CU_DTOPK_VPT];
     unsigned cand = 0; /* bit v: id0 + v is a (non-forced, visible) candidate */
+    if ((ldS & 3) == 0 && (reinterpret_cast<uintptr_t>(S) & 15) == 0) {
+        /* 16-byte loads (4 per thread, not 16 scalar ones striding 64 bytes across the
+         * warp): the same scores; a quad is read only where it holds a candidate, and
+         * id < c1 <= ldS with ldS % 4 == 0 keeps all four inside the row */
 #pragma unroll
-    for (int v = 0; v < MSA_CU_DTOPK_VPT; ++v) {
-        const int id = id0 + v;
-        const bool cv = id >= c0 && id < c1;
-        key[v] = cv ? msa_cu_dord(row[id]) : 0u;
-        cand |= (unsigned)cv << v;
+        for (int j = 0; j < MSA_CU_DTOPK_VPT / 4; ++j) {
+            const int id = id0 + 4 * j;
+            float4 x = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (id + 3 >= c0 && id < c1) x = *reinterpret_cast<const float4 *>(row + id);
+            const float xs[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+            for (int u = 0; u < 4; ++u) {
+                const bool cv = id + u >= c0 && id + u < c1;
+                key[4 * j + u] = cv ? msa_cu_dord(xs[u]) : 0u;
+                cand |= (unsigned)cv << (4 * j + u);
+            }
+        }
+    } else {
+#pragma unroll
+        for (int v = 0; v < MSA_CU_DTOPK_VPT; ++v) {
+            const int id = id0 + v;
+            const bool cv = id >= c0 && id < c1;
+            key[v] = cv ? msa_cu_dord(row[id]) : 0u;
+            cand |= (unsigned)cv << v;
+        }
     }
     /* Fast path: a lower bound T0 of the kk-th largest key from one key per thread (its
      * largest candidate), then the exact choice among the few keys >= T0.  With T0 the
