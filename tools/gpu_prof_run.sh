@@ -6,8 +6,8 @@
 #   attention, merge and dense kernels.  Run from the repository root with build/gpu carried:
 #   usage: tools/gpu_prof_run.sh BIN_DIR OUT_DIR [parts]   parts: check,ws,prof (default all)
 #   ws: prefill 1M under several workspace budgets (MSA_CUDA_WS_MB: rows per chunk) and cell orders;
-#   WS_NCU=0 skips the ncu pass of ws; gqa: the quick oracle cases with the opt-in top-k fast path
-#   (MSA_CUDA_TOPK=1); ORACLE=1 adds the quick oracle suite to check.
+#   WS_NCU=0 skips the ncu pass of ws; gqa: the quick oracle cases with the top-k fast path
+#   (MSA_CUDA_TOPK=1, the default since gpu-run14); ORACLE=1 adds the quick oracle suite to check.
 set -u
 B=${1:-build/gpu}; O=${2:-$OUT}; PARTS=${3:-check,gqa,ws,prof}
 export MSA_CUDA_WS_MB=4096
@@ -17,7 +17,7 @@ step() { # name timeout command...
     timeout $to "$@" > $O/$n.log 2>&1; echo "$n: exit $? ($((SECONDS-t)) s)" | tee -a $O/summary.txt
 }
 BG=$B/msa_bench_gpu
-if [[ $PARTS == *gqa* ]]; then # the quick oracle cases with the opt-in top-k fast path
+if [[ $PARTS == *gqa* ]]; then # the quick oracle cases with the top-k fast path (the default since gpu-run14)
     MSA_CUDA_TOPK=1 MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_ONLY="oracle:" step cuda-gqa 160 $B/test_msa
     grep -E '^ +(tests|asserts) ' $O/cuda-gqa.log | tee -a $O/summary.txt
 fi
