@@ -11,6 +11,8 @@
 #   PART=ab: the oracle cases, the oracle at prefill 1M, memcheck on the gqa and decode cases,
 #     prefill/decode 1M timed for this build and the one in $B/old (16 GiB workspace) and this
 #     one with 32 GiB, then the SDPA peer at 1M in the same run.  ~5 minutes.
+#   PART=sizes: the oracle at every size the benchmark times (all the suite's bench-size
+#     cases: prefill 8k..1M, decode 32k..1M, e4m3, 16 tokens, batch 8).  ~4 minutes.
 # Run from the repository root with build/gpu carried; logs under /tmp/v.
 O=/tmp/v; B=build/gpu; BG=$B/msa_bench_gpu; mkdir -p $O; export MSA_CUDA_WS_MB=16384
 st() { local n=$1 to=$2; shift 2; local t=$SECONDS; timeout $to "$@" > $O/$n.log 2>&1; echo "$n: exit $? ($((SECONDS-t)) s)"; }
@@ -20,6 +22,8 @@ MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_SKIP="bench size" st suite 330 $B
 st bench 90 $BG --prefill 1048576 --decode 32768,1048576 --reps 3 --dense-max 0 --ceilings 0; grep -E '^\| [0-9]' $O/bench.log
 MSA_CUDA_TOPK=0 st bench-oldtopk 40 $BG --prefill 1048576 --decode 1048576 --reps 1 --dense-max 0 --ceilings 0; grep -E '^\| [0-9]' $O/bench-oldtopk.log
 MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="oracle: gqa" st racecheck 100 compute-sanitizer --tool racecheck --error-exitcode 3 $B/test_msa; cs racecheck
+elif [ "$PART" = sizes ]; then
+MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="bench size:" st bench-size 400 $B/test_msa; cs bench-size
 elif [ "$PART" = ab ]; then
 MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_ONLY="oracle:" st oracle 120 $B/test_msa; cs oracle
 MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="bench size: prefill 1M" st bench-size-1m 120 $B/test_msa; cs bench-size-1m
