@@ -17,36 +17,46 @@
 O=/tmp/v; B=build/gpu; BG=$B/msa_bench_gpu; mkdir -p $O; export MSA_CUDA_WS_MB=16384
 st() { local n=$1 to=$2; shift 2; local t=$SECONDS; timeout $to "$@" > $O/$n.log 2>&1; echo "$n: exit $? ($((SECONDS-t)) s)"; }
 cs() { grep -E '^ +(tests|asserts) |Incorrect|Failed |ERROR SUMMARY|RACECHECK SUMMARY' $O/$1.log | head -8; }
+# the CUDA suite's tests whose name contains SEL, plain or under a compute-sanitizer tool:
+# ts NAME LIMIT SEL [memcheck|racecheck]
+ts() {
+    local n=$1 to=$2 sel=$3 tool=${4:-}
+    if [ -n "$tool" ]; then MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="$sel" st $n $to compute-sanitizer --tool $tool --error-exitcode 3 $B/test_msa
+    else MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="$sel" st $n $to $B/test_msa; fi
+    cs $n
+}
 if [ "${PART:-prefill}" = prefill ]; then
 MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_SKIP="bench size" st suite 330 $B/test_msa; cs suite
 st bench 90 $BG --prefill 1048576 --decode 32768,1048576 --reps 3 --dense-max 0 --ceilings 0; grep -E '^\| [0-9]' $O/bench.log
 MSA_CUDA_TOPK=0 st bench-oldtopk 40 $BG --prefill 1048576 --decode 1048576 --reps 1 --dense-max 0 --ceilings 0; grep -E '^\| [0-9]' $O/bench-oldtopk.log
-MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="oracle: gqa" st racecheck 100 compute-sanitizer --tool racecheck --error-exitcode 3 $B/test_msa; cs racecheck
+ts racecheck 100 "oracle: gqa" racecheck
 elif [ "$PART" = sizes ]; then
-MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="bench size:" st bench-size 400 $B/test_msa; cs bench-size
+ts bench-size 400 "bench size:"
 elif [ "$PART" = ab ]; then
-MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_ONLY="oracle:" st oracle 120 $B/test_msa; cs oracle
-MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="bench size: prefill 1M" st bench-size-1m 120 $B/test_msa; cs bench-size-1m
+MSA_CUDA_QUICK=1 ts oracle 120 "oracle:"
+ts bench-size-1m 120 "bench size: prefill 1M"
 for c in gqa decode; do
-    MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="oracle: $c" st memcheck-$c 60 compute-sanitizer --tool memcheck --error-exitcode 3 $B/test_msa; cs memcheck-$c
+    ts memcheck-$c 60 "oracle: $c" memcheck
 done
 for v in new old new32; do
     bg=$BG; ws=16384; [ $v = old ] && bg=$B/old/msa_bench_gpu; [ $v = new32 ] && ws=32768
-    [ -x $bg ] && MSA_CUDA_WS_MB=$ws st bench-$v 90 $bg --prefill 1048576 --decode 1048576 --reps 3 --dense-max 0 --ceilings 0
+    [ -x $bg ] || continue
+    MSA_CUDA_WS_MB=$ws st bench-$v 90 $bg --prefill 1048576 --decode 1048576 --reps 3 --dense-max 0 --ceilings 0
     grep -E '^\| [0-9]' $O/bench-$v.log
 done
 st sdpa 200 python3 bench/sdpa_peer.py --prefill 1048576 --decode 1048576; grep -E '^\| [0-9]' $O/sdpa.log
 else
-MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="bench size: decode" st bench-size-decode 200 $B/test_msa; cs bench-size-decode
-MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="M3 decode" st m3-decode 90 $B/test_msa; cs m3-decode
-MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="oracle: decode" st memcheck-decode 60 compute-sanitizer --tool memcheck --error-exitcode 3 $B/test_msa; cs memcheck-decode
-MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="oracle: gqa" st memcheck-gqa 60 compute-sanitizer --tool memcheck --error-exitcode 3 $B/test_msa; cs memcheck-gqa
-MSA_TEST_SUITES=cuda MSA_CUDA_ONLY="oracle: decode" st racecheck-decode 60 compute-sanitizer --tool racecheck --error-exitcode 3 $B/test_msa; cs racecheck-decode
+ts bench-size-decode 200 "bench size: decode"
+ts m3-decode 90 "M3 decode"
+ts memcheck-decode 60 "oracle: decode" memcheck
+ts memcheck-gqa 60 "oracle: gqa" memcheck
+ts racecheck-decode 60 "oracle: decode" racecheck
 m=gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size
 for t in bf16 e4m3; do
     for v in new old; do
         bg=$BG; [ $v = old ] && bg=$B/old/msa_bench_gpu
-        [ -x $bg ] && MSA_CUDA_TOPK=1 st bench-dec-$t-$v 60 $bg --prefill '' --decode 32768,1048576 --index-dtype $t --reps 30 --dense-max 0 --ceilings 0
+        [ -x $bg ] || continue
+        st bench-dec-$t-$v 60 $bg --prefill '' --decode 32768,1048576 --index-dtype $t --reps 30 --dense-max 0 --ceilings 0
         grep -E '^\| [0-9]' $O/bench-dec-$t-$v.log
     done
     st ncu-dec-1m-$t 60 ncu --clock-control none --csv --metrics $m -k regex:msa_cu_d -c 8 $BG --prefill '' --decode 1048576 --index-dtype $t --reps 1 --ceilings 0 --dense-max 0
