@@ -276,11 +276,12 @@ __global__ void __launch_bounds__(1024)
         }
     }
     /* Fast path: a lower bound T0 of the kk-th largest key from one key per thread (its
-     * largest candidate), then the exact choice among the few keys >= T0.  With T0 the
-     * kk-th largest of the per-thread maxima (of groups of threads past 512), at least kk
-     * keys are >= T0, so the kk-th largest key T >= T0 and every key a selection can take
-     * (> T, or == T) is among those >= T0: choosing among them by (key desc, id asc) picks
-     * exactly the set the search below picks, and they are placed in ascending id order. */
+     * largest candidate), then the exact choice among the few keys >= T0.  With at least kk
+     * of the per-thread maxima (of groups of threads past 512) >= T0 (or T0 = 0: every
+     * candidate), at least kk keys are >= T0, so the kk-th largest key T >= T0 and every
+     * key a selection can take (> T, or == T) is among those >= T0: choosing among them by
+     * (key desc, id asc) picks exactly the set the search below picks, and they are placed
+     * in ascending id order. */
     if (kk > 0 && !p.topk_search) {
         uint32_t mt = 0; /* 0 also for threads without candidates: T0 >= 1 never counts them */
 #pragma unroll
@@ -288,20 +289,50 @@ __global__ void __launch_bounds__(1024)
             if ((cand >> v) & 1u) mt = max(mt, key[v]);
         sh_mt[threadIdx.x] = mt;
         __syncthreads();
-        if (warp == 0) { /* the largest T0 with #(slot >= T0) >= kk, one bit a step, one warp */
+        if (warp == 0) { /* a T0 with #(slot >= T0) >= kk, one bit a step, one warp */
             uint32_t m[MSA_CU_DTOPK_VPT];
 #pragma unroll
             for (int i = 0; i < MSA_CU_DTOPK_VPT; ++i) {
                 m[i] = 0;
                 for (int j = lane + 32 * i; j < (int)blockDim.x; j += 32 * MSA_CU_DTOPK_VPT) m[i] = max(m[i], sh_mt[j]);
             }
+            /* The search keeps #(slot >= T0) >= kk at every step, so it may start and stop
+             * anywhere that holds (any such T0 is a bound the selection below is exact for):
+             * where at least kk slots are nonzero it starts from the leading bits all nonzero
+             * slots share (each of them is >= that prefix), and it stops once exactly kk slots
+             * are >= T0 (the remaining bits could only drop keys of those kk slots' threads
+             * from the candidates, never a slot).  At 1M the maxima share their sign and
+             * exponent bits and the kk-th and (kk+1)-th part within some 10 bits: ~10 steps
+             * instead of 32 while the CTA's other warps wait at the barrier.  Opt-in
+             * ($MSA_CUDA_TOPK=2) until a GPU run has judged it; else all 32 bits. */
+            const bool quick = p.topk_quick != 0;
+            unsigned nz = 0;
+            uint32_t an = 0xffffffffu, orv = 0u;
+#pragma unroll
+            for (int i = 0; i < MSA_CU_DTOPK_VPT; ++i)
+                if (m[i]) { ++nz; an &= m[i]; orv |= m[i]; }
+            nz = __reduce_add_sync(0xffffffffu, nz);
+            an = __reduce_and_sync(0xffffffffu, an);
+            orv = __reduce_or_sync(0xffffffffu, orv);
             uint32_t T0 = 0;
-            for (int b = 31; b >= 0; --b) {
+            int b = 31, nT0 = -1; /* nT0: #(slot >= T0) where known (-1: T0 = 0, zero slots too) */
+            if (!quick) {
+                /* the full search: from bit 31, every bit */
+            } else if ((int)nz >= kk) {
+                const uint32_t diff = an ^ orv;
+                b = diff ? 31 - __clz(diff) : -1;
+                T0 = diff ? an & ~((2u << b) - 1u) : an; /* b = 31: 2u << 31 is 0, no prefix */
+                nT0 = (int)nz;
+            } else {
+                b = -1; /* fewer than kk nonzero slots: no tb >= 1 is taken, T0 stays 0 (every candidate) */
+            }
+            for (; b >= 0 && (!quick || nT0 != kk); --b) {
                 const uint32_t tb = T0 | (1u << b);
                 unsigned n = 0;
 #pragma unroll
                 for (int i = 0; i < MSA_CU_DTOPK_VPT; ++i) n += m[i] >= tb;
-                if ((int)__reduce_add_sync(0xffffffffu, n) >= kk) T0 = tb;
+                const int N = (int)__reduce_add_sync(0xffffffffu, n);
+                if (N >= kk) { T0 = tb; nT0 = N; }
             }
             if (lane == 0) sh_T0 = T0;
         }
@@ -491,11 +522,26 @@ __global__ void msa_cu_dmerge(msa_cu_prob p, int t0, int nrows, const int32_t *t
      * took 37 us at 1M); the arithmetic and its order per output element are unchanged:
      * M = max over valid slots, sw = sum of expf(L_s - M) in slot order, then
      * out[d] = sum over slots in order of (expf(L_s - M) / sw) * O_s[d]. */
+    /* slot s0 + lane: valid, and its partial LSE (-inf when not); the first 32 slots (all
+     * of them where K <= 32) are read once and kept, not re-read by each of the three
+     * passes below (two dependent round trips, selection then LSE, saved per pass) */
+    auto slot = [&](int s0, bool &ok, float &L) {
+        const int s = s0 + lane;
+        ok = s < K && msa_cu_sel_block(p, sel[s], nvis) >= 0;
+        L = ok ? pL[((int64_t)tl * K + s) * p.Hq + h] : -CUDART_INF_F;
+    };
+    bool ok0;
+    float L0;
+    slot(0, ok0, L0);
+    auto slot_c = [&](int s0, bool &ok, float &L) {
+        if (s0 == 0) { ok = ok0; L = L0; }
+        else slot(s0, ok, L);
+    };
     float M = -CUDART_INF_F;
     for (int s0 = 0; s0 < K; s0 += 32) {
-        const int s = s0 + lane;
-        const bool ok = s < K && msa_cu_sel_block(p, sel[s], nvis) >= 0;
-        float L = ok ? pL[((int64_t)tl * K + s) * p.Hq + h] : -CUDART_INF_F;
+        bool ok;
+        float L;
+        slot_c(s0, ok, L);
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) L = fmaxf(L, __shfl_xor_sync(0xffffffffu, L, o));
         M = fmaxf(M, L);
@@ -508,8 +554,10 @@ __global__ void msa_cu_dmerge(msa_cu_prob p, int t0, int nrows, const int32_t *t
     float sw = 0.f;
     for (int s0 = 0; s0 < K; s0 += 32) {
         const int s = s0 + lane;
-        const bool ok = s < K && msa_cu_sel_block(p, sel[s], nvis) >= 0;
-        const float e = (ok || (nan_bug && s < K)) ? expf((ok ? pL[((int64_t)tl * K + s) * p.Hq + h] : -CUDART_INF_F) - M) : 0.f;
+        bool ok;
+        float L;
+        slot_c(s0, ok, L);
+        const float e = (ok || (nan_bug && s < K)) ? expf(L - M) : 0.f;
         const int n = K - s0 < 32 ? K - s0 : 32;
         for (int j = 0; j < n; ++j) { /* in slot order, as the serial sum */
             const float ej = __shfl_sync(0xffffffffu, e, j);
@@ -525,9 +573,9 @@ __global__ void msa_cu_dmerge(msa_cu_prob p, int t0, int nrows, const int32_t *t
 #pragma unroll
         for (int i = 0; i < NI; ++i) acc[i] = make_float4(0.f, 0.f, 0.f, 0.f);
         for (int s0 = 0; s0 < K; s0 += 32) {
-            const int s = s0 + lane;
-            const bool ok = s < K && msa_cu_sel_block(p, sel[s], nvis) >= 0;
-            const float L = ok ? pL[((int64_t)tl * K + s) * p.Hq + h] : -CUDART_INF_F;
+            bool ok;
+            float L;
+            slot_c(s0, ok, L);
             const int n = K - s0 < 32 ? K - s0 : 32;
             for (int j0 = 0; j0 < n; j0 += 8) { /* j0 <= 24: every j below is < 32 */
                 float wj[8];
@@ -576,9 +624,9 @@ __global__ void msa_cu_dmerge(msa_cu_prob p, int t0, int nrows, const int32_t *t
     #pragma unroll
         for (int i = 0; i < MSA_CU_MAXD / 32; ++i) acc[i] = 0.f;
         for (int s0 = 0; s0 < K; s0 += 32) {
-            const int s = s0 + lane;
-            const bool ok = s < K && msa_cu_sel_block(p, sel[s], nvis) >= 0;
-            const float L = ok ? pL[((int64_t)tl * K + s) * p.Hq + h] : -CUDART_INF_F;
+            bool ok;
+            float L;
+            slot_c(s0, ok, L);
             const int n = K - s0 < 32 ? K - s0 : 32;
     #pragma unroll 4
             for (int j = 0; j < n; ++j) {
