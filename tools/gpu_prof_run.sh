@@ -7,7 +7,7 @@
 #   usage: tools/gpu_prof_run.sh BIN_DIR OUT_DIR [parts]   parts: check,ws,prof (default all)
 #   ws: prefill 1M under several workspace budgets (MSA_CUDA_WS_MB: rows per chunk) and cell orders;
 #   WS_NCU=0 skips the ncu pass of ws; gqa: the quick oracle cases with the top-k fast path
-#   (MSA_CUDA_TOPK=1, the default since gpu-run14); ORACLE=1 adds the quick oracle suite to check.
+#   (MSA_CUDA_TOPK=1: the fast path with its full bound search, the default gpu-run14..19); ORACLE=1 adds the quick oracle suite to check.
 set -u
 B=${1:-build/gpu}; O=${2:-$OUT}; PARTS=${3:-check,gqa,ws,prof}
 export MSA_CUDA_WS_MB=4096
@@ -39,7 +39,8 @@ fi
 if [[ $PARTS == *ws* ]]; then
     # "MB:ORDER:MERGE:WGPIPE:TOPK": workspace budget, MSA_CUDA_ORDER (0: grid order, 1: largest
     # KV-outer cells first), MSA_CUDA_MERGE (1: scalar, 4: vector merge), MSA_CUDA_WGPIPE (0: lock
-    # step, 1: decoupled warpgroup scorer), MSA_CUDA_TOPK (0: search, 1: fast path)
+    # step, 1: decoupled warpgroup scorer), MSA_CUDA_TOPK (0: search, 1: fast path with its
+    # full 32-step bound search; the default since gpu-run20 shortens that search)
     for cfg in ${WS_LIST:-16384:1:4:1:0 16384:1:4:1:1 4096:1:4:1:1}; do
         IFS=: read -r mb od mg wp tk <<< "$cfg"
         n=bench-ws$mb-o$od-m$mg-p$wp-t$tk

@@ -16,8 +16,9 @@
 #   PART=tune: decode 1M at scan CTA sizes MSA_CUDA_DBPC=4..32 (bf16 and e4m3 keys), beside
 #     $B/old at its default, and a full Nsight Compute profile of the decode kernels.
 #   PART=sizes+tune: both, in one call.
-#   PART=optin: the bench-size oracle cases and memcheck on the decode cases under the
-#     opt-ins MSA_CUDA_TOPK=2 and MSA_CUDA_DBPC=16, then decode/prefill 1M with and without.
+#   PART=optin (gpu-run20; the two are defaults since): the bench-size oracle cases and memcheck on the decode cases under the
+#     opt-ins MSA_CUDA_TOPK=2 and MSA_CUDA_DBPC=16, decode 1M with and without, Nsight Compute
+#     of our dense kernel at 8k, prefill 1M with and without.
 #   PART=final: the bench-size oracle cases, memcheck and racecheck on the decode cases,
 #     decode and prefill 1M beside $B/old, then the quick verify with the report's bench sizes
 #     (REPORT.md, verify.xml) in what is left of FINAL_LIMIT (585 s).
@@ -74,7 +75,7 @@ st verify $left $B/msa verify --tier quick --kernel cuda --kernel cpu-sim --trac
     --report $O/REPORT.md --junit $O/verify.xml
 tail -3 $O/verify.log
 elif [ "$PART" = optin ]; then
-# judges two opt-ins in one short call: $MSA_CUDA_TOPK=2 (the shortened bound search) and
+# judges two opt-ins in one short call (gpu-run20; both default since): $MSA_CUDA_TOPK=2 (the shortened bound search) and
 # $MSA_CUDA_DBPC=16: the bench-size oracle cases and memcheck on the decode cases under both,
 # then decode and prefill 1M timed with and without them
 MSA_CUDA_TOPK=2 MSA_CUDA_DBPC=16 ts bench-size-optin 120 "bench size:"
@@ -86,6 +87,8 @@ for t in e4m3 bf16; do
         echo "$t ${e:-default}: $(grep -E '^\| [0-9]' $O/$n.log)"
     done
 done
+st ncu-dense-8k 60 ncu --clock-control none --section SpeedOfLight --section Occupancy --section WarpStateStats \
+    --section SchedulerStats -k regex:msa_cu_dense -c 1 $BG --prefill 8192 --decode '' --reps 1 --ceilings 0
 for e in "" "MSA_CUDA_TOPK=2"; do
     n=pre-$(echo "${e:-default}" | tr ' =' '__')
     st $n 60 env $e $BG --prefill 1048576 --decode '' --reps 3 --dense-max 0 --ceilings 0

@@ -212,7 +212,7 @@ static msa_cu_prob cu_prob(const msa_cu_ctx *c, const msa_problem *p)
     d.bugs = c->bugs;
     d.merge_v4 = !cu_env_is("MSA_CUDA_MERGE", "1") && p->D % 4 == 0; /* $MSA_CUDA_MERGE=1: the scalar merge */
     d.topk_search = cu_env_is("MSA_CUDA_TOPK", "0"); /* $MSA_CUDA_TOPK=0: no fast path, the search only */
-    d.topk_quick = cu_env_is("MSA_CUDA_TOPK", "2"); /* $MSA_CUDA_TOPK=2: the shortened bound search */
+    d.topk_quick = !cu_env_is("MSA_CUDA_TOPK", "1"); /* $MSA_CUDA_TOPK=1: the fast path's full 32-step bound search */
     d.cu_q = p->cu_seqlens_q; d.cu_k = p->cu_seqlens_k;
     d.page_table = p->num_pages > 0 ? p->page_table : nullptr;
     d.q = (const uint16_t *)p->q; d.k = (const uint16_t *)p->k; d.v = (const uint16_t *)p->v;
@@ -311,9 +311,10 @@ static int cu_plan_build(msa_cu_ctx *c, const msa_problem *p, int chunk_rows, cu
      * warp at B = 128; at least 128 keys per warp for smaller blocks; $MSA_CUDA_DBPC=n,
      * 1..64: n blocks of 128 keys per scan CTA, the benchmark's knob: each block's score is
      * computed the same way whatever the grouping, only the grid changes.  H100, decode 1M
-     * (bench/NOTES.md gpu-run19): e4m3 keys 0.0903 ms at 4, 0.0850 at 16; bf16 best at 4) */
+     * (bench/NOTES.md gpu-run19/20): e4m3 keys 0.0903 ms at 4, 0.0850 at 16, so 16 for e4m3
+     * (judged at every bench size in gpu-run20); bf16 best at 4) */
     const int decode = may_decode && cu_decode_ok(p);
-    const int dbpc = cu_env_int("MSA_CUDA_DBPC", 4, 1, 64) *
+    const int dbpc = cu_env_int("MSA_CUDA_DBPC", cu_idx_kind(p) == MSA_CU_IDX_E4M3 ? 16 : 4, 1, 64) *
                      (B >= 128 ? 1 : 128 / B);
     std::vector<int4> dtk;
     std::vector<int> dstart;

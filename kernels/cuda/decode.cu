@@ -24,7 +24,8 @@
  *     thread's largest key, and the few keys at or above it (<= MSA_CU_DTOPK_FEW) are
  *     ranked by (key desc, id asc) directly: the same set, without the 16 block-wide steps
  *     (which remain for rows with more keys at the bound than threads; $MSA_CUDA_TOPK=0:
- *     the search only).  Its first form lost picks where candidates outnumbered threads
+ *     the search only); the bound's own search is cut short where that is exact (below;
+ *     $MSA_CUDA_TOPK=1: its 32 steps).  Its first form lost picks where candidates outnumbered threads
  *     (bench/NOTES.md 2026-12-07); this form takes it only where every candidate has a thread.
  *  3. msa_cu_dattn: split-K attention, one CTA per (query row, KV group, selected slot):
  *     the block's K/V and the group's G query heads in shared memory (cp.async), the same warp
@@ -303,8 +304,8 @@ __global__ void __launch_bounds__(1024)
              * are >= T0 (the remaining bits could only drop keys of those kk slots' threads
              * from the candidates, never a slot).  At 1M the maxima share their sign and
              * exponent bits and the kk-th and (kk+1)-th part within some 10 bits: ~10 steps
-             * instead of 32 while the CTA's other warps wait at the barrier.  Opt-in
-             * ($MSA_CUDA_TOPK=2) until a GPU run has judged it; else all 32 bits. */
+             * instead of 32 while the CTA's other warps wait at the barrier (default since
+             * its H100 run, gpu-run20; $MSA_CUDA_TOPK=1: all 32 bits). */
             const bool quick = p.topk_quick != 0;
             unsigned nz = 0;
             uint32_t an = 0xffffffffu, orv = 0u;

@@ -44,7 +44,7 @@ struct msa_cu_prob {
     int bugs;         /* MSA_CU_BUG_* */
     int merge_v4;     /* the vector merge (decode.cu; default where D % 4 == 0, off: $MSA_CUDA_MERGE=1) */
     int topk_search;  /* the register top-k without its fast path ($MSA_CUDA_TOPK=0) */
-    int topk_quick;   /* its fast path's bound search shortened ($MSA_CUDA_TOPK=2, opt-in) */
+    int topk_quick;   /* its fast path's bound search shortened (default; $MSA_CUDA_TOPK=1: not) */
     const int32_t *cu_q, *cu_k, *page_table;
     const uint16_t *q, *k, *v;
     const void *iq, *ik;
