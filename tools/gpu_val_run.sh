@@ -33,6 +33,10 @@ st() {
     return 0
 }
 cs() { grep -E '^ +(tests|asserts) |Incorrect|Failed |ERROR SUMMARY|RACECHECK SUMMARY' $O/$1.log | head -8; }
+# the bench binary of an A/B arm (new: this build, old: the one in $B/old); empty if absent
+bin_of() { local bg=$BG; [ "$1" = old ] && bg=$B/old/msa_bench_gpu; [ -x "$bg" ] && echo "$bg"; }
+# the table rows of a bench log
+rows() { grep -E '^\| [0-9]' $O/$1.log; }
 # the CUDA suite's tests whose name contains SEL, plain or under a compute-sanitizer tool:
 # ts NAME LIMIT SEL [memcheck|racecheck]
 ts() {
@@ -43,8 +47,8 @@ ts() {
 }
 if [ "${PART:-prefill}" = prefill ]; then
 MSA_TEST_SUITES=cuda MSA_CUDA_QUICK=1 MSA_CUDA_SKIP="bench size" st suite 330 $B/test_msa; cs suite
-st bench 90 $BG --prefill 1048576 --decode 32768,1048576 --reps 3 --dense-max 0 --ceilings 0; grep -E '^\| [0-9]' $O/bench.log
-MSA_CUDA_TOPK=0 st bench-oldtopk 40 $BG --prefill 1048576 --decode 1048576 --reps 1 --dense-max 0 --ceilings 0; grep -E '^\| [0-9]' $O/bench-oldtopk.log
+st bench 90 $BG --prefill 1048576 --decode 32768,1048576 --reps 3 --dense-max 0 --ceilings 0; rows bench
+MSA_CUDA_TOPK=0 st bench-oldtopk 40 $BG --prefill 1048576 --decode 1048576 --reps 1 --dense-max 0 --ceilings 0; rows bench-oldtopk
 ts racecheck 100 "oracle: gqa" racecheck
 elif [ "$PART" = sizes ] || [ "$PART" = sizes+tune ]; then
 ts bench-size 400 "bench size:"
@@ -57,17 +61,15 @@ ts memcheck-decode 60 "oracle: decode" memcheck
 ts racecheck-decode 60 "oracle: decode" racecheck
 for t in bf16 e4m3; do
     for v in new old; do
-        bg=$BG; [ $v = old ] && bg=$B/old/msa_bench_gpu
-        [ -x $bg ] || continue
+        bg=$(bin_of $v) || continue
         st dec-$t-$v 20 $bg --prefill '' --decode 1048576 --index-dtype $t --reps 30 --dense-max 0 --ceilings 0
-        echo "$t $v: $(grep -E '^\| [0-9]' $O/dec-$t-$v.log)"
+        echo "$t $v: $(rows dec-$t-$v)"
     done
 done
 for v in new old; do
-    bg=$BG; [ $v = old ] && bg=$B/old/msa_bench_gpu
-    [ -x $bg ] || continue
+    bg=$(bin_of $v) || continue
     st pre-$v 60 $bg --prefill 1048576 --decode '' --reps 3 --dense-max 0 --ceilings 0
-    echo "prefill 1M $v: $(grep -E '^\| [0-9]' $O/pre-$v.log)"
+    echo "prefill 1M $v: $(rows pre-$v)"
 done
 left=$((${FINAL_LIMIT:-585} - SECONDS - 5))
 st verify $left $B/msa verify --tier quick --kernel cuda --kernel cpu-sim --traces traces/data \
@@ -75,7 +77,8 @@ st verify $left $B/msa verify --tier quick --kernel cuda --kernel cpu-sim --trac
     --report $O/REPORT.md --junit $O/verify.xml
 tail -3 $O/verify.log
 elif [ "$PART" = optin ]; then
-# judges two opt-ins in one short call (gpu-run20; both default since): $MSA_CUDA_TOPK=2 (the shortened bound search) and
+# judges two opt-ins in one short call (gpu-run20; both default since, so TOPK=2 is the
+# default's value now: compare against MSA_CUDA_TOPK=1): $MSA_CUDA_TOPK=2 (the shortened bound search) and
 # $MSA_CUDA_DBPC=16: the bench-size oracle cases and memcheck on the decode cases under both,
 # then decode and prefill 1M timed with and without them
 MSA_CUDA_TOPK=2 MSA_CUDA_DBPC=16 ts bench-size-optin 120 "bench size:"
@@ -84,7 +87,7 @@ for t in e4m3 bf16; do
     for e in "" "MSA_CUDA_TOPK=2" "MSA_CUDA_TOPK=2 MSA_CUDA_DBPC=16"; do
         n=dec-$t-$(echo "${e:-default}" | tr ' =' '__')
         st $n 20 env $e $BG --prefill '' --decode 1048576 --index-dtype $t --reps 30 --dense-max 0 --ceilings 0
-        echo "$t ${e:-default}: $(grep -E '^\| [0-9]' $O/$n.log)"
+        echo "$t ${e:-default}: $(rows $n)"
     done
 done
 st ncu-dense-8k 60 ncu --clock-control none --section SpeedOfLight --section Occupancy --section WarpStateStats \
@@ -92,7 +95,7 @@ st ncu-dense-8k 60 ncu --clock-control none --section SpeedOfLight --section Occ
 for e in "" "MSA_CUDA_TOPK=2"; do
     n=pre-$(echo "${e:-default}" | tr ' =' '__')
     st $n 60 env $e $BG --prefill 1048576 --decode '' --reps 3 --dense-max 0 --ceilings 0
-    echo "prefill 1M ${e:-default}: $(grep -E '^\| [0-9]' $O/$n.log)"
+    echo "prefill 1M ${e:-default}: $(rows $n)"
 done
 elif [ "$PART" = tune ]; then
 # decode 1M: scan CTA sizes ($MSA_CUDA_DBPC), this build beside $B/old, then an Nsight
@@ -100,11 +103,10 @@ elif [ "$PART" = tune ]; then
 for t in bf16 e4m3; do
     for v in new old; do
         for n in 4 8 16 32; do
-            bg=$BG; [ $v = old ] && bg=$B/old/msa_bench_gpu
-            [ -x $bg ] || continue
+            bg=$(bin_of $v) || continue
             [ $v = old ] && [ $n != 4 ] && continue
             MSA_CUDA_DBPC=$n st tune-$t-$v-$n 40 $bg --prefill '' --decode 1048576 --index-dtype $t --reps 50 --dense-max 0 --ceilings 0
-            echo "$t $v dbpc $n: $(grep -E '^\| [0-9]' $O/tune-$t-$v-$n.log)"
+            echo "$t $v dbpc $n: $(rows tune-$t-$v-$n)"
         done
     done
     st ncu-full-$t 90 ncu --clock-control none --section SpeedOfLight --section Occupancy --section LaunchStats \
@@ -118,12 +120,11 @@ for c in gqa decode; do
     ts memcheck-$c 60 "oracle: $c" memcheck
 done
 for v in new old new32; do
-    bg=$BG; ws=16384; [ $v = old ] && bg=$B/old/msa_bench_gpu; [ $v = new32 ] && ws=32768
-    [ -x $bg ] || continue
+    bg=$(bin_of $v) || continue; ws=16384; [ $v = new32 ] && ws=32768
     MSA_CUDA_WS_MB=$ws st bench-$v 90 $bg --prefill 1048576 --decode 1048576 --reps 3 --dense-max 0 --ceilings 0
-    grep -E '^\| [0-9]' $O/bench-$v.log
+    rows bench-$v
 done
-st sdpa 200 python3 bench/sdpa_peer.py --prefill 1048576 --decode 1048576; grep -E '^\| [0-9]' $O/sdpa.log
+st sdpa 200 python3 bench/sdpa_peer.py --prefill 1048576 --decode 1048576; rows sdpa
 else
 ts bench-size-decode 200 "bench size: decode"
 ts m3-decode 90 "M3 decode"
@@ -133,10 +134,9 @@ ts racecheck-decode 60 "oracle: decode" racecheck
 m=gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size
 for t in bf16 e4m3; do
     for v in new old; do
-        bg=$BG; [ $v = old ] && bg=$B/old/msa_bench_gpu
-        [ -x $bg ] || continue
+        bg=$(bin_of $v) || continue
         st bench-dec-$t-$v 60 $bg --prefill '' --decode 32768,1048576 --index-dtype $t --reps 30 --dense-max 0 --ceilings 0
-        grep -E '^\| [0-9]' $O/bench-dec-$t-$v.log
+        rows bench-dec-$t-$v
     done
     st ncu-dec-1m-$t 60 ncu --clock-control none --csv --metrics $m -k regex:msa_cu_d -c 8 $BG --prefill '' --decode 1048576 --index-dtype $t --reps 1 --ceilings 0 --dense-max 0
 done
